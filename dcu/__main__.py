@@ -1,0 +1,3 @@
+from dcu.cli import main
+
+raise SystemExit(main())
