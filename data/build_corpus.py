@@ -1,0 +1,169 @@
+"""Build the shipped corpus in data/ from the real recordings in ../shared/data.
+
+    python data/build_corpus.py [SOURCE] [--force]
+
+SOURCE defaults to ``../shared/data`` next to the repository. The build is deterministic (fixed
+seed, sorted inputs): running it twice gives the same split lists and the same files. See
+data/README.md for the protocol and the licences of every source. Nothing here downloads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from dcu.audio import load_audio, save_audio  # noqa: E402
+from dcu.data import PairedFolder, mix_at_snr, snr_db  # noqa: E402
+
+SEED = 2019
+TEST_SNRS = (2.5, 7.5, 12.5, 17.5)  # the VoiceBank+DEMAND test SNRs
+TRAIN_NOISES = ["exercise_bike", "speechbrain_noise1", "speechbrain_noise2", "speechbrain_noise4", "speechbrain_noise5"]
+HELDOUT_NOISES = ["doing_the_dishes", "speechbrain_noise3"]  # only in unseen/ and demo/
+DEMO_NOISE, DEMO_SNR = "doing_the_dishes", 5.0
+PEAK = 0.99  # mixtures louder than this are scaled down, clean and noisy together
+
+
+def nearest_bin(snr: float) -> float:
+    return min(TEST_SNRS, key=lambda b: abs(b - snr))
+
+
+def allocate(strata: dict, n: int) -> dict:
+    """Split ``n`` over strata in proportion to their sizes (largest remainder, ties by key)."""
+    total = sum(len(v) for v in strata.values())
+    quota = {k: n * len(v) / total for k, v in strata.items()}
+    take = {k: int(q) for k, q in quota.items()}
+    for k in sorted(strata, key=lambda k: (-(quota[k] - take[k]), k))[: n - sum(take.values())]:
+        take[k] += 1
+    return take
+
+
+def stratified_pick(rows: list[dict], n: int, rng) -> tuple[list[dict], list[dict]]:
+    """Pick ``n`` rows stratified over (speaker, SNR bin); return (picked, rest)."""
+    strata: dict = {}
+    for r in rows:
+        strata.setdefault((r["speaker"], r["snr_bin"]), []).append(r)
+    picked = []
+    for key, k in allocate(strata, n).items():
+        group = strata[key]
+        picked += [group[i] for i in sorted(rng.choice(len(group), size=k, replace=False))]
+    names = {r["name"] for r in picked}
+    return sorted(picked, key=lambda r: r["name"]), [r for r in rows if r["name"] not in names]
+
+
+def copy_pair(row: dict, split: str, out: Path) -> None:
+    for side in ("clean", "noisy"):
+        src, dst = row[side], out / "corpus" / split / side / f"{row['name']}.flac"
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        info = sf.info(str(src))
+        if (info.format, info.subtype, info.samplerate, info.channels) == ("FLAC", "PCM_16", 16000, 1):
+            shutil.copyfile(src, dst)  # already in the shipped format: copy bits, no re-encoding
+        else:
+            save_audio(dst, load_audio(src), 16000)
+
+
+def write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def mix_and_save(clean: np.ndarray, noise: np.ndarray, snr: float, rng, clean_dst: Path, noisy_dst: Path) -> float:
+    noisy, _ = mix_at_snr(clean, noise, snr, power="active", rng=rng)
+    scale = min(1.0, PEAK / float(np.max(np.abs(noisy))))
+    save_audio(clean_dst, clean * scale, 16000)
+    save_audio(noisy_dst, noisy * scale, 16000)
+    # what a reader measures from the 16-bit files, for the csv
+    return snr_db(load_audio(clean_dst), load_audio(noisy_dst) - load_audio(clean_dst), power="active")
+
+
+def build(source: Path, out: Path, n_test: int, n_valid: int, n_train: int | None) -> None:
+    rng = np.random.default_rng(SEED)
+    vb = PairedFolder(source / "voicebank_demand_test" / "clean", source / "voicebank_demand_test" / "noisy")
+    rows = []
+    for noisy_path, clean_path in vb.pairs:
+        clean, noisy = load_audio(clean_path), load_audio(noisy_path)
+        est = snr_db(clean, noisy - clean, power="active")
+        rows.append(dict(name=clean_path.stem, speaker=clean_path.stem.split("_")[0], snr_db=f"{est:.2f}",
+                         snr_bin=nearest_bin(est), duration_s=f"{clean.size / 16000:.3f}",
+                         clean=clean_path, noisy=noisy_path))
+    test, rest = stratified_pick(rows, n_test, rng)
+    valid, rest = stratified_pick(rest, n_valid, rng)
+    train = rest if n_train is None or n_train >= len(rest) else stratified_pick(rest, n_train, rng)[0]
+    fields = ["name", "speaker", "snr_db", "snr_bin", "duration_s"]
+    for split, chosen in (("test", test), ("valid", valid), ("train", train)):
+        for row in chosen:
+            copy_pair(row, split, out)
+        write_csv(out / "splits" / f"{split}.csv", chosen, fields)
+        print(f"{split}: {len(chosen)} pairs")
+    print(f"not shipped (size budget): {len(rows) - len(test) - len(valid) - len(train)} pairs")
+
+    noise_dir = out / "noise"
+    noise_dir.mkdir(parents=True, exist_ok=True)
+    for name in TRAIN_NOISES + HELDOUT_NOISES:
+        shutil.copyfile(source / "noise" / f"{name}.flac", noise_dir / f"{name}.flac")
+    json.dump({"train": TRAIN_NOISES, "heldout": HELDOUT_NOISES,
+               "note": "train noises may be used for on-the-fly remixing; heldout noises appear only "
+                       "in corpus/unseen and corpus/demo"},
+              open(out / "splits" / "noise.json", "w"), indent=2)
+
+    vb_names = {r["name"] for r in rows}
+    heldout = [load_audio(noise_dir / f"{n}.flac") for n in HELDOUT_NOISES]
+    unseen = []
+    speech = sorted(p for p in (source / "speech").glob("*.flac") if not p.stem.startswith("conversation"))
+    for i, path in enumerate(speech):
+        if path.stem in vb_names or path.stem.startswith(("p232", "p257")):
+            print(f"skipping {path.name}: a VoiceBank test speaker, not unseen")
+            continue
+        k, snr = i % len(heldout), TEST_SNRS[i % len(TEST_SNRS)]
+        d = out / "corpus" / "unseen"
+        est = mix_and_save(load_audio(path), heldout[k], snr, rng, d / "clean" / path.name, d / "noisy" / path.name)
+        speaker = path.stem.split("_")[3] if path.stem.startswith("cmu_arctic_us_") else "cmu_arctic"
+        clean = load_audio(path)
+        unseen.append(dict(name=path.stem, speaker=speaker, snr_db=f"{est:.2f}", snr_bin=snr,
+                           duration_s=f"{clean.size / 16000:.3f}", noise=HELDOUT_NOISES[k]))
+    write_csv(out / "splits" / "unseen.csv", unseen, fields + ["noise"])
+    print(f"unseen: {len(unseen)} pairs")
+
+    demo = out / "corpus" / "demo"
+    conv = load_audio(source / "speech" / "conversation_2spk.flac")
+    est = mix_and_save(conv, heldout[HELDOUT_NOISES.index(DEMO_NOISE)], DEMO_SNR, rng,
+                       demo / "conversation_clean.flac", demo / "conversation_noisy.flac")
+    print(f"demo: conversation mixed with {DEMO_NOISE} at {est:.2f} dB")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", nargs="?", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--out", type=Path, default=REPO / "data")
+    parser.add_argument("--test", type=int, default=180, help="test pairs (default 180)")
+    parser.add_argument("--valid", type=int, default=40, help="validation pairs (default 40)")
+    parser.add_argument("--train", type=int, default=400,
+                        help="training pairs (default 400, to keep data/ small; 0 = all the rest)")
+    parser.add_argument("--force", action="store_true", help="delete and rebuild an existing corpus")
+    args = parser.parse_args(argv)
+    if not (args.source / "voicebank_demand_test").is_dir():
+        parser.error(f"{args.source}: no voicebank_demand_test/ folder; pass the shared data folder")
+    generated = [args.out / "corpus", args.out / "noise", args.out / "splits"]
+    if any(p.exists() for p in generated):
+        if not args.force:
+            parser.error(f"{args.out}: corpus/, noise/ or splits/ already exist; pass --force to rebuild them")
+        for p in generated:
+            shutil.rmtree(p, ignore_errors=True)
+    build(args.source, args.out, args.test, args.valid, args.train or None)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
