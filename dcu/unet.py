@@ -1,0 +1,269 @@
+"""DCUnet: a complex U-Net that estimates a complex ratio mask on the STFT (Choi et al. 2019).
+
+    waveform --STFT--> X --encoders/decoders--> O --mask--> M --> M * X --iSTFT--> estimate
+
+``DCUnet(arch="DCUnet-20", mask="BDT")`` builds any row of :mod:`dcu.architectures`.
+``network="real"`` builds the paper's real-valued twin: the same layout with real convolutions on
+the (real, imaginary) parts as two input channels, channels widened by sqrt(2) so the parameter
+count matches, and the same mask on its two output channels.
+
+Book: book/06_architectures.ipynb
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dcu.architectures import Architecture, get_architecture
+from dcu.complex_nn import BATCH_NORMS, ComplexConv2d, ComplexConvTranspose2d
+from dcu.masks import MASKS, compute_mask_parts
+from dcu.stft import HOP_LENGTH, N_FFT, SAMPLE_RATE, compute_istft, compute_stft, padded_length
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a model; stored in every checkpoint."""
+
+    arch: str = "DCUnet-20"
+    mask: str = "BDT"
+    network: str = "complex"  # "complex" or "real" (the matched real-valued twin)
+    batch_norm: str = "complex"  # "complex" (Trabelsi whitening) or "naive" (per part)
+    leaky_slope: float = 0.01
+    n_fft: int = N_FFT
+    hop_length: int = HOP_LENGTH
+
+
+class _Block(nn.Module):
+    """Convolution (or transposed convolution) -> batch norm -> leaky ReLU, on stacked tensors."""
+
+    def __init__(self, cin, cout, kernel, stride, *, transposed, last, cfg: ModelConfig):
+        super().__init__()
+        padding = (kernel[0] // 2, kernel[1] // 2)
+        self.stride, self.padding, self.kernel = stride, padding, kernel
+        self.transposed, self.last, self.slope = transposed, last, cfg.leaky_slope
+        if cfg.network == "complex":
+            conv = ComplexConvTranspose2d if transposed else ComplexConv2d
+            self.conv = conv(cin, cout, kernel, stride, padding)
+            self.norm = None if last else BATCH_NORMS[cfg.batch_norm](cout)
+        else:
+            conv = nn.ConvTranspose2d if transposed else nn.Conv2d
+            self.conv = conv(cin, cout, kernel, stride, padding)
+            self.norm = None if last else nn.BatchNorm2d(cout)
+
+    def _weight_bias(self):
+        if isinstance(self.conv, (ComplexConv2d, ComplexConvTranspose2d)):
+            return self.conv.stacked_weight(), self.conv.stacked_bias()
+        return self.conv.weight, self.conv.bias
+
+    def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
+        w, b = self._weight_bias()
+        if self.transposed:
+            natural = [(n - 1) * s - 2 * p + k for n, s, p, k in
+                       zip(x.shape[-2:], self.stride, self.padding, self.kernel)]
+            out_pad = [t - n for t, n in zip(output_size, natural)]
+            x = F.conv_transpose2d(x, w, b, self.stride, self.padding, out_pad)
+        else:
+            x = F.conv2d(x, w, b, self.stride, self.padding)
+        if self.last:
+            return x
+        return F.leaky_relu(self.norm(x), self.slope)
+
+
+def _widen(c: int, network: str, first_or_last: bool) -> int:
+    """Real twin: a real layer has 1/2 the weights of a complex one of the same width."""
+    if network == "complex":
+        return c
+    return 2 * c if first_or_last else int(round(c * math.sqrt(2)))
+
+
+class DCUnet(nn.Module):
+    """Deep complex U-Net for speech enhancement.
+
+    Args:
+        arch: architecture name (``"tiny"``, ``"DCUnet-10"``, ``"DCUnet-16"``, ``"DCUnet-20"``,
+            ``"Large-DCUnet-20"``) or an :class:`~dcu.architectures.Architecture`.
+        mask: ``"UBD"``, ``"BDSS"`` or ``"BDT"`` (see :mod:`dcu.masks`).
+        network: ``"complex"`` (the paper's DCUnet) or ``"real"`` (matched real-valued twin).
+        batch_norm: ``"complex"`` (Trabelsi whitening, as in the paper) or ``"naive"``.
+
+    ``model(waveform)`` maps ``(batch, time)`` or ``(time,)`` float 16 kHz audio to the
+    enhanced waveform of exactly the same shape; :meth:`enhance` handles other rates, numpy
+    input and long recordings.
+    """
+
+    def __init__(self, arch: str | Architecture = "DCUnet-20", mask: str = "BDT",
+                 network: str = "complex", batch_norm: str = "complex",
+                 leaky_slope: float = 0.01, n_fft: int = N_FFT, hop_length: int = HOP_LENGTH):
+        super().__init__()
+        spec = get_architecture(arch)
+        if mask not in MASKS:
+            raise ValueError(f"unknown mask {mask!r}; choose one of {', '.join(MASKS)}")
+        if network not in ("complex", "real"):
+            raise ValueError(f"unknown network {network!r}; choose 'complex' or 'real'")
+        if batch_norm not in BATCH_NORMS:
+            raise ValueError(f"unknown batch_norm {batch_norm!r}; choose one of "
+                             f"{', '.join(BATCH_NORMS)}")
+        if (n_fft // 2) % spec.freq_multiple:
+            raise ValueError(f"{spec.name} needs (n_fft // 2) divisible by {spec.freq_multiple}, "
+                             f"got n_fft={n_fft}")
+        self.config = ModelConfig(spec.name, mask, network, batch_norm, leaky_slope, n_fft,
+                                  hop_length)
+        self.architecture = spec
+        w = lambda c, edge=False: _widen(c, network, edge)  # noqa: E731
+        n_enc, n_dec = len(spec.encoders), len(spec.decoders)
+        self.encoders = nn.ModuleList(
+            _Block(w(cin, i == 0), w(cout), k, s, transposed=False, last=False, cfg=self.config)
+            for i, (cin, cout, k, s) in enumerate(spec.encoders))
+        decoders = []
+        for i, (cin, cout, k, s) in enumerate(spec.decoders):
+            skip = spec.encoders[n_enc - 1 - i][1]  # output channels of the matching encoder
+            # widen the parts separately so the real twin's concatenations line up
+            d_in = w(skip) if i == 0 else w(spec.decoders[i - 1][1]) + w(skip)
+            assert network == "real" or d_in == cin, (spec.name, i, d_in, cin)
+            decoders.append(_Block(d_in, w(cout, i == n_dec - 1), k, s, transposed=True,
+                                   last=i == n_dec - 1, cfg=self.config))
+        self.decoders = nn.ModuleList(decoders)
+
+    # -- the network on spectrograms -------------------------------------------------------
+    def estimate_mask(self, spec: torch.Tensor) -> torch.Tensor:
+        """Complex mask ``M`` for a noisy spectrogram ``(batch, freq, frames) complex``."""
+        re, im = self._mask_parts(torch.stack([spec.real, spec.imag], dim=1))
+        return torch.complex(re, im)
+
+    def _mask_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stacked input ``(batch, 2, freq, frames)`` -> mask real and imaginary parts."""
+        skips, sizes = [], []
+        for enc in self.encoders:
+            sizes.append(x.shape[-2:])
+            x = enc(x)
+            skips.append(x)
+        skips.pop()  # the deepest encoder output feeds the first decoder directly
+        for i, dec in enumerate(self.decoders):
+            if i > 0:
+                x = _cat_stacked(x, skips.pop(), self.config.network)
+            x = dec(x, output_size=sizes.pop())
+        return compute_mask_parts(x[:, 0], x[:, 1], self.config.mask)
+
+    # -- waveform in, waveform out ---------------------------------------------------------
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        """Enhance ``(batch, time)`` or ``(time,)`` float 16 kHz audio; same shape out."""
+        x = _check_waveform(waveform)
+        squeeze = x.dim() == 1
+        x = x.unsqueeze(0) if squeeze else x
+        n = x.shape[-1]
+        length = padded_length(n, self.architecture.frame_multiple, self.config.hop_length)
+        x = F.pad(x, (0, length - n))
+        spec = compute_stft(x, self.config.n_fft, self.config.hop_length)
+        m_re, m_im = self._mask_parts(torch.stack([spec.real, spec.imag], dim=1))
+        est = torch.complex(m_re * spec.real - m_im * spec.imag, m_re * spec.imag + m_im * spec.real)
+        out = compute_istft(est, length, self.config.n_fft, self.config.hop_length)[..., :n]
+        return out.squeeze(0) if squeeze else out
+
+    @torch.inference_mode()
+    def enhance(self, waveform, sample_rate: int = SAMPLE_RATE, chunk_seconds: float = 10.0,
+                overlap_seconds: float = 1.0):
+        """Enhance audio at any rate; numpy or tensor, ``(time,)`` or ``(channels, time)``.
+
+        Audio is resampled to 16 kHz and back, and processed in overlapping chunks of
+        ``chunk_seconds`` cross-faded over ``overlap_seconds``, so memory stays bounded for
+        recordings of any length. Returns the same type, shape and rate as the input.
+        """
+        from dcu.audio import resample
+
+        is_numpy = not isinstance(waveform, torch.Tensor)
+        arr = np.asarray(waveform, dtype=np.float32) if is_numpy else \
+            waveform.detach().cpu().float().numpy()
+        if arr.ndim not in (1, 2):
+            raise ValueError(f"enhance expects (time,) or (channels, time) audio, got shape {arr.shape}")
+        if arr.shape[-1] == 0:
+            raise ValueError("enhance got empty audio (0 samples)")
+        if not np.isfinite(arr).all():
+            raise ValueError("enhance got NaN or infinite samples; clean the input first")
+        x = resample(arr, sample_rate, SAMPLE_RATE) if sample_rate != SAMPLE_RATE else arr
+        was_training = self.training
+        self.eval()
+        try:
+            device = next(self.parameters()).device
+            out = _chunked(lambda t: self(t.to(device)).cpu(),
+                           torch.from_numpy(np.ascontiguousarray(x)).reshape(-1, x.shape[-1]),
+                           int(chunk_seconds * SAMPLE_RATE), int(overlap_seconds * SAMPLE_RATE))
+        finally:
+            self.train(was_training)
+        y = out.numpy().reshape(x.shape)
+        if sample_rate != SAMPLE_RATE:
+            y = _fit_length(resample(y, SAMPLE_RATE, sample_rate), arr.shape[-1])
+        y = y.astype(np.float32)
+        return y if is_numpy else torch.from_numpy(y).to(waveform.device)
+
+    def num_parameters(self) -> int:
+        """Number of real trainable parameters."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return f"arch={c.arch!r}, mask={c.mask!r}, network={c.network!r}, batch_norm={c.batch_norm!r}"
+
+    def config_dict(self) -> dict:
+        return asdict(self.config)
+
+
+def _cat_stacked(a: torch.Tensor, b: torch.Tensor, network: str) -> torch.Tensor:
+    """Channel concatenation that keeps the stacked layout [real parts; imaginary parts]."""
+    if network == "real":
+        return torch.cat([a, b], dim=1)
+    a_re, a_im = a.chunk(2, dim=1)
+    b_re, b_im = b.chunk(2, dim=1)
+    return torch.cat([a_re, b_re, a_im, b_im], dim=1)
+
+
+def _check_waveform(x) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"DCUnet expects a torch.Tensor waveform, got {type(x).__name__}; "
+                        "use model.enhance() for numpy arrays")
+    if x.dim() not in (1, 2):
+        raise ValueError(f"DCUnet expects a waveform of shape (batch, time) or (time,), got "
+                         f"shape {tuple(x.shape)}")
+    if x.is_complex() or not x.is_floating_point():
+        raise TypeError(f"DCUnet expects a real floating-point waveform, got {x.dtype}")
+    if x.shape[-1] == 0 or x.numel() == 0:
+        raise ValueError("DCUnet got an empty waveform (0 samples)")
+    if not torch.isfinite(x).all():
+        raise ValueError("DCUnet got NaN or infinite samples in its input waveform")
+    return x
+
+
+def _fit_length(y: np.ndarray, n: int) -> np.ndarray:
+    if y.shape[-1] >= n:
+        return y[..., :n]
+    return np.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, n - y.shape[-1])])
+
+
+def _chunked(fn, x: torch.Tensor, chunk: int, overlap: int) -> torch.Tensor:
+    """Apply ``fn`` to ``(batch, time)`` audio in chunks cross-faded over ``overlap`` samples."""
+    n = x.shape[-1]
+    if n <= chunk:
+        return fn(x)
+    overlap = min(overlap, chunk // 2)
+    step = chunk - overlap
+    out = torch.zeros_like(x)
+    weight = torch.zeros(n)
+    fade = torch.linspace(0, 1, overlap + 2)[1:-1] if overlap else torch.ones(0)
+    for start in range(0, n, step):
+        end = min(start + chunk, n)
+        seg = fn(x[:, start:end])
+        w = torch.ones(end - start)
+        if start > 0 and overlap:
+            w[:overlap] = fade[: min(overlap, end - start)]
+        if end < n and overlap:
+            w[-overlap:] = torch.minimum(w[-overlap:], fade.flip(0))
+        out[:, start:end] += seg * w
+        weight[start:end] += w
+        if end == n:
+            break
+    return out / weight.clamp_min(1e-8)
