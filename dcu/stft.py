@@ -50,6 +50,9 @@ def compute_stft(waveform: torch.Tensor, n_fft: int = N_FFT, hop_length: int = H
     """
     if waveform.dim() == 0:
         raise ValueError("compute_stft expects a waveform of shape (..., time), got a scalar")
+    if waveform.shape[-1] <= n_fft // 2:
+        raise ValueError(f"compute_stft needs at least {n_fft // 2 + 1} samples (the signal is "
+                         f"reflect-padded by n_fft // 2), got {waveform.shape[-1]}; pad it first")
     shape = waveform.shape
     flat = waveform.reshape(-1, shape[-1])
     spec = torch.stft(flat, n_fft, hop_length, window=_window(n_fft, flat), center=True,

@@ -177,6 +177,11 @@ class DCUnet(nn.Module):
         from dcu.audio import resample
 
         is_numpy = not isinstance(waveform, torch.Tensor)
+        dtype = np.asarray(waveform).dtype if is_numpy else waveform.dtype
+        if (is_numpy and not np.issubdtype(dtype, np.floating)) or \
+                (not is_numpy and (waveform.is_complex() or not waveform.is_floating_point())):
+            raise TypeError(f"enhance expects real floating-point audio in [-1, 1], got {dtype}; "
+                            "convert integer PCM with x / 32768")
         arr = np.asarray(waveform, dtype=np.float32) if is_numpy else \
             waveform.detach().cpu().float().numpy()
         if arr.ndim not in (1, 2):
@@ -192,7 +197,8 @@ class DCUnet(nn.Module):
             device = next(self.parameters()).device
             out = _chunked(lambda t: self(t.to(device)).cpu(),
                            torch.from_numpy(np.ascontiguousarray(x)).reshape(-1, x.shape[-1]),
-                           int(chunk_seconds * SAMPLE_RATE), int(overlap_seconds * SAMPLE_RATE))
+                           int(chunk_seconds * SAMPLE_RATE), int(overlap_seconds * SAMPLE_RATE),
+                           align=self.architecture.frame_multiple * self.config.hop_length)
         finally:
             self.train(was_training)
         y = out.numpy().reshape(x.shape)
@@ -244,13 +250,19 @@ def _fit_length(y: np.ndarray, n: int) -> np.ndarray:
     return np.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, n - y.shape[-1])])
 
 
-def _chunked(fn, x: torch.Tensor, chunk: int, overlap: int) -> torch.Tensor:
-    """Apply ``fn`` to ``(batch, time)`` audio in chunks cross-faded over ``overlap`` samples."""
+def _chunked(fn, x: torch.Tensor, chunk: int, overlap: int, align: int = 1) -> torch.Tensor:
+    """Apply ``fn`` to ``(batch, time)`` audio in chunks cross-faded over ``overlap`` samples.
+
+    Chunks start at multiples of ``align`` samples; with ``align`` = the model's frame multiple
+    times its hop, every chunk sees the same STFT frames and stride grid as the whole signal, so
+    chunking changes the output only near the seams.
+    """
     n = x.shape[-1]
     if n <= chunk:
         return fn(x)
-    overlap = min(overlap, chunk // 2)
-    step = chunk - overlap
+    chunk = max(align, chunk // align * align)
+    step = max(align, (chunk - min(overlap, chunk // 2)) // align * align)
+    overlap = chunk - step
     out = torch.zeros_like(x)
     weight = torch.zeros(n)
     fade = torch.linspace(0, 1, overlap + 2)[1:-1] if overlap else torch.ones(0)
