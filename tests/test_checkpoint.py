@@ -1,0 +1,217 @@
+"""dcu.checkpoint: save/load round trips, clear errors on unusable files, no code execution."""
+
+import os
+import re
+
+import pytest
+import torch
+
+import dcu
+from dcu import DCUnet
+from dcu.checkpoint import SHIPPED, CheckpointError, read_checkpoint
+
+
+def trained(arch="tiny", seed=0, **kwargs):
+    """A model whose weights and batch-norm statistics are not the initial ones."""
+    torch.manual_seed(seed)
+    model = DCUnet(arch, **kwargs)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        model.train()
+        model(torch.randn(2, 3000))
+    return model.eval()
+
+
+def about(path, message):
+    """Pattern for an error message that starts with the file's name."""
+    return re.escape(str(path)) + ": " + message
+
+
+def audio(n=3000, seed=1):
+    return torch.randn(2, n, generator=torch.Generator().manual_seed(seed)) * 0.1
+
+
+@pytest.mark.parametrize("arch,kwargs", [
+    ("tiny", {}), ("tiny", {"mask": "BDSS", "batch_norm": "naive"}),
+    ("tiny", {"network": "real", "mask": "UBD"}), ("DCUnet-10", {}),
+])
+def test_save_load_gives_identical_output(tmp_path, arch, kwargs):
+    model = trained(arch, **kwargs)
+    path = dcu.save(model, tmp_path / "model.pt")
+    assert path == tmp_path / "model.pt"
+    loaded = dcu.load(path)
+    assert isinstance(loaded, DCUnet) and not loaded.training
+    assert loaded.config == model.config
+    x = audio()
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name  # weights and running statistics
+
+
+def test_half_precision_round_trip(tmp_path):
+    model = trained("DCUnet-10")
+    full = dcu.save(model, tmp_path / "full.pt")
+    half = dcu.save(model, tmp_path / "half.pt", half=True)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    stored = read_checkpoint(half)["state_dict"]
+    assert stored["encoders.0.conv.weight_re"].dtype == torch.float16
+    assert stored["encoders.0.norm.num_batches_tracked"].dtype == torch.long
+    loaded = dcu.load(half)
+    assert loaded.encoders[0].conv.weight_re.dtype == torch.float32
+    x = audio()
+    with torch.no_grad():
+        ref, out = model(x), loaded(x)
+    err = (out - ref).norm() / ref.norm()
+    assert 0 < err < 1e-2  # rounded, but close
+
+
+def test_metadata_is_kept(tmp_path):
+    model = trained()
+    meta = {"data": "shipped corpus", "steps": 1200, "metrics": {"pesq": 2.5, "stoi": [0.9, 0.8]},
+            "lr": torch.tensor(1e-3), "device": torch.device("cpu"), "note": None}
+    loaded = dcu.load(dcu.save(model, tmp_path / "m.pt", **meta))
+    md = loaded.metadata
+    assert md["data"] == "shipped corpus" and md["steps"] == 1200
+    assert md["metrics"] == {"pesq": 2.5, "stoi": [0.9, 0.8]} and md["note"] is None
+    assert md["lr"] == pytest.approx(1e-3)  # one-element tensors become numbers
+    assert md["device"] == "cpu"  # other objects become strings
+    assert md["dcu_version"] == dcu.__version__ and md["torch_version"] == torch.__version__
+    assert md["num_parameters"] == model.num_parameters()
+
+
+def test_shipped_names(tmp_path, monkeypatch):
+    monkeypatch.setenv("DCU_DATA", str(tmp_path))
+    with pytest.raises(CheckpointError) as err:
+        dcu.load("dcunet20")
+    message = str(err.value)
+    assert str(tmp_path / "checkpoints" / "dcunet20.pt") in message and "dcu train" in message
+    assert set(SHIPPED) == {"dcunet10", "dcunet16", "dcunet20"}
+    dcu.save(trained(), tmp_path / "checkpoints" / "dcunet10.pt")
+    assert dcu.load("DCUnet-10").config.arch == "tiny"  # found by name under $DCU_DATA
+
+
+def test_missing_file_errors_naming_it(tmp_path):
+    missing = tmp_path / "nope.pt"
+    with pytest.raises(CheckpointError, match=about(missing, "no such checkpoint file")):
+        dcu.load(missing)
+
+
+def test_truncated_file_errors_naming_it(tmp_path):
+    path = dcu.save(trained(), tmp_path / "model.pt")
+    data = path.read_bytes()
+    for cut in (len(data) // 2, 100):
+        bad = tmp_path / f"cut{cut}.pt"
+        bad.write_bytes(data[:cut])
+        with pytest.raises(CheckpointError,
+                           match=about(bad, "cannot read checkpoint .*truncated or corrupt")):
+            dcu.load(bad)
+
+
+def test_files_that_are_not_checkpoints(tmp_path):
+    noise = tmp_path / "noise.pt"
+    noise.write_bytes(os.urandom(4096))
+    with pytest.raises(CheckpointError, match=about(noise, "cannot read checkpoint")):
+        dcu.load(noise)
+    plain = tmp_path / "plain.pt"
+    torch.save(trained().state_dict(), plain)  # a bare state_dict has no config
+    with pytest.raises(CheckpointError, match=about(plain, "not a dcu checkpoint .*dcu.save")):
+        dcu.load(plain)
+    newer = tmp_path / "newer.pt"
+    payload = read_checkpoint(dcu.save(trained(), tmp_path / "ok.pt"))
+    torch.save({**payload, "format_version": 99}, newer)
+    with pytest.raises(CheckpointError, match=about(newer, "written by a newer dcu")):
+        dcu.load(newer)
+    with pytest.raises(TypeError, match="expects a dcu.DCUnet"):
+        dcu.save(torch.nn.Linear(2, 2), tmp_path / "linear.pt")
+
+
+def test_architecture_mismatch_with_arch_given(tmp_path):
+    path = dcu.save(trained(), tmp_path / "tiny.pt")
+    assert dcu.load(path, arch="tiny").config.arch == "tiny"
+    with pytest.raises(CheckpointError,
+                       match=about(path, "checkpoint holds a tiny, not the requested DCUnet-20")):
+        dcu.load(path, arch="20")
+
+
+def test_state_dict_that_does_not_match(tmp_path):
+    payload = read_checkpoint(dcu.save(trained(), tmp_path / "ok.pt"))
+    wrong_shape = tmp_path / "wrong_shape.pt"
+    state = dict(payload["state_dict"])
+    state["encoders.1.conv.weight_re"] = torch.zeros(3, 3, 3, 3)
+    torch.save({**payload, "state_dict": state}, wrong_shape)
+    with pytest.raises(CheckpointError, match=about(wrong_shape, "weights do not match a tiny")):
+        dcu.load(wrong_shape)
+    missing_key = tmp_path / "missing_key.pt"
+    state = {k: v for k, v in payload["state_dict"].items() if k != "decoders.0.conv.bias_im"}
+    torch.save({**payload, "state_dict": state}, missing_key)
+    with pytest.raises(CheckpointError, match=about(missing_key, "weights do not match")):
+        dcu.load(missing_key)
+    bad_config = tmp_path / "bad_config.pt"
+    torch.save({**payload, "config": {**payload["config"], "colour": "red"}}, bad_config)
+    with pytest.raises(CheckpointError,
+                       match=about(bad_config, "checkpoint config is not understood")):
+        dcu.load(bad_config)
+
+
+class RunsCode:
+    """Unpickling this object calls ``os.system`` (or ``open``) to create a marker file."""
+
+    def __init__(self, call, arg):
+        self.call, self.arg = call, arg
+
+    def __reduce__(self):
+        return self.call, self.arg
+
+
+@pytest.mark.parametrize("kind", ["os.system", "open"])
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_malicious_pickle_is_refused_without_running(tmp_path, kind, wrapped):
+    marker = tmp_path / "pwned"
+    evil = RunsCode(os.system, (f"touch '{marker}'",)) if kind == "os.system" else \
+        RunsCode(open, (str(marker), "w"))
+    path = tmp_path / "evil.pt"
+    if wrapped:  # hidden inside an otherwise valid checkpoint
+        payload = read_checkpoint(dcu.save(trained(), tmp_path / "ok.pt"))
+        payload["metadata"] = {"note": evil}
+        torch.save(payload, path)
+    else:
+        torch.save(evil, path)
+    with pytest.raises(CheckpointError, match=about(path, "cannot read checkpoint .*unsafe")):
+        dcu.load(path)
+    assert not marker.exists()
+    # the file really is malicious: an unrestricted unpickler runs the code
+    torch.load(path, weights_only=False)
+    assert marker.exists()
+
+
+def test_save_is_atomic_and_replaces(tmp_path, monkeypatch):
+    path = tmp_path / "model.pt"
+    first, second = trained(seed=0), trained(seed=1)
+    dcu.save(first, path, steps=1)
+    dcu.save(second, path, steps=2)  # saving over a checkpoint replaces it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]  # no temp files left
+    loaded = dcu.load(path)
+    assert loaded.metadata["steps"] == 2
+    assert torch.equal(loaded.decoders[0].conv.weight_re, second.decoders[0].conv.weight_re)
+    before = path.read_bytes()
+
+    def interrupted(obj, f, *args, **kwargs):
+        f.write(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        dcu.save(first, path)
+    assert path.read_bytes() == before  # the old checkpoint is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+    monkeypatch.undo()
+    dcu.save(first, tmp_path / "new" / "deep" / "model.pt")  # missing folders are created
+    assert (tmp_path / "new" / "deep" / "model.pt").exists()
+
+
+def test_load_places_model_on_map_location(tmp_path):
+    model = dcu.load(dcu.save(trained(), tmp_path / "m.pt"), map_location="cpu")
+    assert next(model.parameters()).device.type == "cpu"
+    assert read_checkpoint(tmp_path / "m.pt")["config"] == model.config_dict()  # plain data
