@@ -1,0 +1,178 @@
+"""dcu.evaluate: batch scoring, confidence intervals, and the `dcu evaluate` command line."""
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from dcu import baselines, evaluate
+from dcu.audio import load_audio
+from dcu.metrics import METRICS, compute_all
+
+CORPUS = Path(__file__).resolve().parent.parent / "data" / "corpus" / "valid"
+NAMES = ["p232_112", "p232_203", "p257_006"]
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """clean/, noisy/ and enhanced/ (= clean copies) with three real shipped pairs."""
+    root = tmp_path_factory.mktemp("pairs")
+    for kind in ("clean", "noisy"):
+        (root / kind).mkdir()
+        for name in NAMES:
+            shutil.copy(CORPUS / kind / f"{name}.flac", root / kind)
+    shutil.copytree(root / "clean", root / "enhanced")
+    return root
+
+
+def _pairs(root, kind="noisy"):
+    return [(n, root / "clean" / f"{n}.flac", root / kind / f"{n}.flac") for n in NAMES]
+
+
+def _direct(root, enhance=None):
+    rows = []
+    for n in NAMES:
+        clean = load_audio(root / "clean" / f"{n}.flac")
+        noisy = load_audio(root / "noisy" / f"{n}.flac")
+        est = noisy if enhance is None else enhance(noisy, 16000)
+        rows.append({"name": n, **compute_all(clean, est)})
+    return rows
+
+
+def _scaled_wiener(noisy, sample_rate):
+    return 0.5 * baselines.wiener(noisy, sample_rate)
+
+
+def test_summary_is_mean_and_t_interval():
+    rows = [{"name": str(i), **{m: float(v) for m in METRICS}}
+            for i, v in enumerate([1.0, 2.0, 4.0, np.nan])]
+    s = evaluate.summarize(rows)["pesq"]
+    lo, hi = stats.t.interval(0.95, 2, loc=7 / 3, scale=stats.sem([1.0, 2.0, 4.0]))
+    assert s["n"] == 3 and s["mean"] == pytest.approx(7 / 3)
+    assert s["ci95"] == pytest.approx((hi - lo) / 2)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_rows_equal_direct_computation(folders, jobs):
+    summary, rows = evaluate.evaluate_pairs(_pairs(folders), jobs=jobs, progress=False)
+    expected = _direct(folders)
+    assert [r["name"] for r in rows] == NAMES
+    for got, want in zip(rows, expected):
+        assert got == pytest.approx(want, rel=1e-9)
+    assert summary["pesq"]["mean"] == pytest.approx(np.mean([r["pesq"] for r in expected]))
+
+
+@pytest.mark.parametrize("enhance", [baselines.wiener, _scaled_wiener,
+                                     lambda x, sr: baselines.wiener(x, sr)])
+def test_enhancers_in_workers_or_in_this_process_agree(folders, enhance):
+    # module-level functions run in the workers, a lambda runs here: same numbers either way
+    _, rows = evaluate.evaluate_pairs(_pairs(folders), enhance=enhance, jobs=2, progress=False)
+    for got, want in zip(rows, _direct(folders, baselines.wiener)):
+        for m in METRICS:
+            if m != "si_sdr" and enhance is _scaled_wiener:
+                continue  # only SI-SDR is scale-invariant
+            assert got[m] == pytest.approx(want[m], rel=1e-6), m
+
+
+def test_group_by_splits_rows_by_a_column(folders, tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_text("name,snr_bin\np232_112,12.5\np232_203,2.5\np257_006,12.5\n")
+    _, rows = evaluate.evaluate_pairs(_pairs(folders), jobs=1, progress=False)
+    groups = evaluate.group_by(rows, table, "snr_bin")
+    assert list(groups) == ["2.5", "12.5"]  # numeric, not string, order
+    assert groups["12.5"]["pesq"]["n"] == 2
+    assert groups["2.5"]["si_sdr"]["mean"] == pytest.approx(rows[1]["si_sdr"])
+
+
+def test_cli_baseline_writes_json_and_csv(folders, tmp_path, capsys):
+    out_json, out_csv = tmp_path / "r.json", tmp_path / "r.csv"
+    code = evaluate.evaluate_cli(["--clean", str(folders / "clean"), "--noisy",
+                                  str(folders / "noisy"), "--baseline", "noisy", "--json",
+                                  str(out_json), "--csv", str(out_csv), "--jobs", "1"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "pesq" in printed and "±95% CI" in printed
+    doc = json.loads(out_json.read_text())
+    expected = _direct(folders)
+    for m in METRICS:  # top level: metric -> mean
+        assert doc[m] == pytest.approx(np.mean([r[m] for r in expected]), rel=1e-9)
+        assert doc["n"][m] == 3 and doc["ci95"][m] > 0
+    assert [f["name"] for f in doc["files"]] == NAMES
+    with open(out_csv, newline="") as fh:
+        table = list(csv.DictReader(fh))
+    assert list(table[0]) == ["name", *METRICS] and len(table) == 3
+    assert float(table[1]["pesq"]) == pytest.approx(expected[1]["pesq"])
+    # rerunning may replace its own output
+    assert evaluate.evaluate_cli(["--clean", str(folders / "clean"), "--noisy",
+                                  str(folders / "noisy"), "--baseline", "noisy", "--json",
+                                  str(out_json), "--jobs", "1"]) == 0
+
+
+def test_cli_enhanced_folder_of_clean_copies_scores_perfectly(folders, tmp_path):
+    out = tmp_path / "e.json"
+    assert evaluate.evaluate_cli(["--clean", str(folders / "clean"), "--noisy",
+                                  str(folders / "noisy"), "--enhanced",
+                                  str(folders / "enhanced"), "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["pesq"] == pytest.approx(4.644, abs=0.01) and doc["ssnr"] == 35.0
+    assert doc["stoi"] == pytest.approx(1.0) and doc["csig"] == 5.0
+
+
+def test_cli_names_unmatched_files(folders, tmp_path, capsys):
+    partial = tmp_path / "noisy"
+    shutil.copytree(folders / "noisy", partial)
+    (partial / "p232_203.flac").unlink()
+    code = evaluate.evaluate_cli(["--clean", str(folders / "clean"), "--noisy", str(partial),
+                                  "--baseline", "wiener"])
+    err = capsys.readouterr().err
+    assert code == 2 and "p232_203" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_names_a_file_of_the_wrong_length(folders, tmp_path, capsys):
+    import soundfile as sf
+
+    bad = tmp_path / "enhanced"
+    shutil.copytree(folders / "enhanced", bad)
+    wav = load_audio(bad / "p257_006.flac")
+    sf.write(bad / "p257_006.flac", wav[:-100], 16000)
+    code = evaluate.evaluate_cli(["--clean", str(folders / "clean"), "--noisy",
+                                  str(folders / "noisy"), "--enhanced", str(bad)])
+    err = capsys.readouterr().err
+    assert code == 2 and "p257_006" in err and "samples" in err
+
+
+def test_cli_never_overwrites_a_file_it_did_not_write(folders, tmp_path, capsys):
+    mine = tmp_path / "notes.json"
+    mine.write_text('{"my": "notes"}')
+    code = evaluate.evaluate_cli(["--clean", str(folders / "clean"), "--noisy",
+                                  str(folders / "noisy"), "--baseline", "noisy",
+                                  "--json", str(mine), "--jobs", "1"])
+    assert code == 2 and "not written by dcu evaluate" in capsys.readouterr().err
+    assert mine.read_text() == '{"my": "notes"}'
+
+
+def test_cli_requires_exactly_one_method(folders):
+    with pytest.raises(SystemExit):
+        evaluate.evaluate_cli(["--clean", str(folders / "clean"), "--noisy",
+                               str(folders / "noisy")])
+    with pytest.raises(SystemExit):
+        evaluate.evaluate_cli(["--clean", "a", "--noisy", "b", "--baseline", "noisy",
+                               "--enhanced", "c"])
+
+
+def test_cli_model(folders, tmp_path):
+    dcu = pytest.importorskip("dcu")
+    if not all(hasattr(dcu, f) for f in ("DCUnet", "save", "load")):
+        pytest.skip("the model API is not available")
+    path = tmp_path / "tiny.pt"
+    dcu.save(dcu.DCUnet(arch="tiny"), path)
+    out = tmp_path / "m.json"
+    assert evaluate.evaluate_cli(["--clean", str(folders / "clean"), "--noisy",
+                                  str(folders / "noisy"), "--model", str(path),
+                                  "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert all(doc[m] is not None for m in METRICS) and len(doc["files"]) == 3
