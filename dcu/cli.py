@@ -1,0 +1,58 @@
+"""The ``dcu`` command line: a thin face over the package's modules.
+
+    dcu demo                      enhance a shipped noisy recording, print PESQ/STOI before/after
+    dcu enhance INPUT... [--model NAME_OR_PATH] [--out DIR] [--dnsmos]
+    dcu evaluate --clean DIR --noisy DIR (--model M | --baseline B | --enhanced DIR) [--json F] [--csv F]
+    dcu train [--arch DCUnet-20 ...] [--resume]
+    dcu plot-log RUN_DIR_OR_LOG [--out PNG]
+    dcu data download voicebank | dcu data info
+    dcu bench [--arch ...] [--json F]
+    dcu export --onnx OUT.onnx [--model NAME_OR_PATH]
+
+Each subcommand lives in the module that owns the idea and parses its own options.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "demo": ("dcu.enhance", "demo_cli", "enhance a shipped noisy recording and print metrics"),
+    "enhance": ("dcu.enhance", "enhance_cli", "enhance audio files or folders"),
+    "evaluate": ("dcu.evaluate", "evaluate_cli", "metrics of a model or baseline on paired folders"),
+    "train": ("dcu.train", "train_cli", "train a DCUnet (resumable, torchrun-ready)"),
+    "plot-log": ("dcu.plots", "plot_log_cli", "plot a training run's curves"),
+    "data": ("dcu.download", "data_cli", "download the full corpus, or describe the shipped one"),
+    "bench": ("dcu.bench", "bench_cli", "speed and memory of each architecture"),
+    "export": ("dcu.export", "export_cli", "export a model to ONNX"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: dcu COMMAND [options]   (dcu COMMAND --help for each)", "", "commands:"]
+    lines += [f"  {name:<10} {help_}" for name, (_, _, help_) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        import dcu
+
+        print(f"dcu {dcu.__version__}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"dcu: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module, func, _ = COMMANDS[name]
+    handler = getattr(importlib.import_module(module), func)
+    try:
+        return int(handler(rest) or 0)
+    except KeyboardInterrupt:
+        print("dcu: interrupted", file=sys.stderr)
+        return 130
