@@ -1,0 +1,131 @@
+"""Figures and players the book shows again and again: spectrograms, curves, audio.
+
+Book: every chapter (first used in book/01_introduction.ipynb); ``dcu plot-log`` draws a
+training run's curves (book/07_training.ipynb).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+
+
+def _np(x) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def plot_spectrogram(wav, ax=None, sample_rate: int = SAMPLE_RATE, title: str | None = None,
+                     vmin: float = -80.0, colorbar: bool = False):
+    """Log-magnitude spectrogram (dB re. the maximum) of a ``(time,)`` waveform on ``ax``.
+
+    Uses the paper's STFT (1024-sample Hann window, hop 256). Returns the image.
+    """
+    import matplotlib.pyplot as plt
+    import torch
+
+    from dcu.stft import compute_stft
+
+    ax = ax or plt.gca()
+    spec = compute_stft(torch.as_tensor(_np(wav), dtype=torch.float32)).abs().numpy()
+    db = 20 * np.log10(spec / (spec.max() + 1e-12) + 1e-12)
+    frames = db.shape[-1]
+    extent = [0, frames * 256 / sample_rate, 0, sample_rate / 2000]
+    im = ax.imshow(db, origin="lower", aspect="auto", extent=extent, vmin=vmin, vmax=0,
+                   cmap="magma")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("frequency (kHz)")
+    if title:
+        ax.set_title(title)
+    if colorbar:
+        ax.figure.colorbar(im, ax=ax, label="dB")
+    return im
+
+
+def plot_spectrograms(named: dict, sample_rate: int = SAMPLE_RATE, ncols: int | None = None,
+                      height: float = 2.6):
+    """A row (or grid) of spectrograms, one per ``{title: waveform}`` entry. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    n = len(named)
+    ncols = ncols or n
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, height * nrows), squeeze=False)
+    for ax, (title, wav) in zip(axes.flat, named.items()):
+        plot_spectrogram(wav, ax, sample_rate, title)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def audio(wav, sample_rate: int = SAMPLE_RATE):
+    """An IPython audio player for a waveform (peak-normalised, as a browser would play it)."""
+    from IPython.display import Audio
+
+    return Audio(_np(wav).astype(np.float32), rate=sample_rate, normalize=True)
+
+
+def read_log(path) -> list[dict]:
+    """Rows of a training log: a run folder (its ``log.json``) or a ``log.json``/``.csv`` file."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "log.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no training log here; give a run folder or its log.json")
+    if path.suffix == ".csv":
+        import csv
+
+        with open(path) as f:
+            return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    return json.loads(path.read_text())
+
+
+def plot_log(logs: dict, metrics=("train_loss", "valid_wsdr", "valid_si_sdr", "valid_stoi"),
+             x: str = "step"):
+    """Training curves of one or more runs, ``{label: rows}``, one panel per metric."""
+    import matplotlib.pyplot as plt
+
+    metrics = [m for m in metrics if any(m in r for rows in logs.values() for r in rows)]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.8 * len(metrics), 3.0), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for label, rows in logs.items():
+            pts = [(r[x], r[metric]) for r in rows if metric in r and np.isfinite(r[metric])]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", ms=3, label=label)
+        ax.set_xlabel(x)
+        ax.set_title(metric.replace("_", " "))
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_log_cli(argv: list[str]) -> int:
+    """``dcu plot-log RUN_OR_LOG... [--out PNG]``: draw training curves to a PNG."""
+    import argparse
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    p = argparse.ArgumentParser(prog="dcu plot-log", description=plot_log_cli.__doc__)
+    p.add_argument("runs", nargs="+", help="run folders or log.json/log.csv files")
+    p.add_argument("--out", default="training_curves.png", help="PNG to write")
+    args = p.parse_args(argv)
+    try:
+        logs = {Path(r).stem if Path(r).is_file() else Path(r).name: read_log(r) for r in args.runs}
+    except (FileNotFoundError, json.JSONDecodeError, ValueError) as exc:
+        print(f"dcu plot-log: error: {exc}")
+        return 1
+    out = Path(args.out)
+    if out.exists() and out.suffix.lower() != ".png":
+        print(f"dcu plot-log: error: {out} exists and is not a PNG; choose another --out")
+        return 1
+    plot_log(logs).savefig(out, dpi=120)
+    print(f"wrote {out}")
+    return 0
