@@ -239,8 +239,8 @@ class Trainer:
                                 shuffle=False, num_workers=cfg.workers, drop_last=True,
                                 pin_memory=self.device.type == "cuda")
             for noisy, clean in loader:
+                self.batch_in_epoch += 1  # counted before use, so a checkpoint never repeats it
                 yield noisy, clean
-                self.batch_in_epoch += 1
             self.epoch += 1
             self.batch_in_epoch = 0
 
@@ -295,6 +295,8 @@ class Trainer:
             if timed_out:
                 break
         bar.close()
+        if os.environ.get("DCU_TEST_DUMP_RANK_STATE"):  # tests: compare DDP replicas
+            torch.save(self.model.state_dict(), self.out / f"rank{self.rank}.pt")
         return self.best_path if self.best_path.exists() else self.last_path
 
     def _fit_budget(self, start: float, bar) -> None:
@@ -379,7 +381,7 @@ def train_cli(argv: list[str]) -> int:
     cfg, resume = config_from_args(argv)
     try:
         best = train(cfg, resume=resume)
-    except TrainingError as exc:
+    except (TrainingError, FileNotFoundError, ValueError) as exc:
         print(f"dcu train: error: {exc}")
         return 1
     print(f"best checkpoint: {best}")

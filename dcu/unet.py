@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from dcu.architectures import Architecture, get_architecture
-from dcu.complex_nn import BATCH_NORMS, ComplexConv2d, ComplexConvTranspose2d
+from dcu.complex_nn import (BATCH_NORMS, ComplexBatchNorm2d, ComplexConv2d, ComplexConvTranspose2d,
+                            NaiveComplexBatchNorm2d, batch_norm_affine, fast_paths_enabled)
 from dcu.masks import MASKS, compute_mask_parts
 from dcu.stft import HOP_LENGTH, N_FFT, SAMPLE_RATE, compute_istft, compute_stft, padded_length
 
@@ -62,17 +63,59 @@ class _Block(nn.Module):
         return self.conv.weight, self.conv.bias
 
     def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
-        w, b = self._weight_bias()
+        fast = fast_paths_enabled()
+        if fast and not self.training and not torch.is_grad_enabled():
+            # inference: batch norm folded into the convolution, activation in place
+            x = self._conv(x, *self._folded_weight_bias(), output_size)
+            return x if self.last else F.leaky_relu_(x, self.slope)
+        x = self._conv(x, *self._weight_bias(), output_size)
+        if self.last:
+            return x
+        # the norm's backward never needs its output, so the activation may overwrite it
+        return F.leaky_relu(self.norm(x), self.slope, inplace=fast)
+
+    def _conv(self, x, w, b, output_size):
         if self.transposed:
             natural = [(n - 1) * s - 2 * p + k for n, s, p, k in
                        zip(x.shape[-2:], self.stride, self.padding, self.kernel)]
             out_pad = [t - n for t, n in zip(output_size, natural)]
-            x = F.conv_transpose2d(x, w, b, self.stride, self.padding, out_pad)
-        else:
-            x = F.conv2d(x, w, b, self.stride, self.padding)
-        if self.last:
-            return x
-        return F.leaky_relu(self.norm(x), self.slope)
+            return F.conv_transpose2d(x, w, b, self.stride, self.padding, out_pad)
+        return F.conv2d(x, w, b, self.stride, self.padding)
+
+    def _folded_weight_bias(self):
+        """Eval-mode weight and bias with the batch norm folded in, cached until a tensor changes.
+
+        The cache key is every parameter's and buffer's storage address and version counter, so
+        an optimiser step, ``load_state_dict`` or ``.to()`` recomputes it. Not in the state dict.
+        """
+        key = tuple((t.data_ptr(), t._version) for t in (*self.parameters(), *self.buffers()))
+        cache = self.__dict__.get("_fold_cache")
+        if cache is None or cache[0] != key:
+            cache = self.__dict__["_fold_cache"] = (key, *self._fold())
+        return cache[1], cache[2]
+
+    def _fold(self):
+        """``norm(conv(x, w, b)) == conv(x, w', b')`` for the eval-mode norm (an affine map)."""
+        w, b = self._weight_bias()
+        out_dim = 1 if self.transposed else 0
+        if b is None:
+            b = w.new_zeros(w.shape[out_dim])
+        if self.norm is None:
+            return w, b
+        if isinstance(self.norm, ComplexBatchNorm2d):  # 2x2 map per complex channel
+            a, shift = self.norm.affine()
+            c = a.shape[-1]
+            wo = w.movedim(out_dim, 0)
+            view = (c,) + (1,) * (w.dim() - 1)
+            w = torch.cat([a[p, 0].view(view) * wo[:c] + a[p, 1].view(view) * wo[c:]
+                           for p in range(2)]).movedim(0, out_dim)
+            b = torch.cat([a[p, 0] * b[:c] + a[p, 1] * b[c:] + shift[p] for p in range(2)])
+            return w.contiguous(), b
+        bn = self.norm.bn if isinstance(self.norm, NaiveComplexBatchNorm2d) else self.norm
+        scale, shift = batch_norm_affine(bn)
+        shape = [1] * w.dim()
+        shape[out_dim] = -1
+        return (w * scale.view(shape)).contiguous(), b * scale + shift
 
 
 def _widen(c: int, network: str, first_or_last: bool) -> int:
@@ -138,6 +181,8 @@ class DCUnet(nn.Module):
 
     def _mask_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Stacked input ``(batch, 2, freq, frames)`` -> mask real and imaginary parts."""
+        if _use_channels_last(x):
+            x = x.contiguous(memory_format=torch.channels_last)
         skips, sizes = [], []
         for enc in self.encoders:
             sizes.append(x.shape[-2:])
@@ -167,12 +212,13 @@ class DCUnet(nn.Module):
 
     @torch.inference_mode()
     def enhance(self, waveform, sample_rate: int = SAMPLE_RATE, chunk_seconds: float = 10.0,
-                overlap_seconds: float = 1.0):
+                overlap_seconds: float = 1.0, progress: bool = False):
         """Enhance audio at any rate; numpy or tensor, ``(time,)`` or ``(channels, time)``.
 
         Audio is resampled to 16 kHz and back, and processed in overlapping chunks of
         ``chunk_seconds`` cross-faded over ``overlap_seconds``, so memory stays bounded for
-        recordings of any length. Returns the same type, shape and rate as the input.
+        recordings of any length (``progress=True`` shows a bar over the chunks). Returns the
+        same type, shape and rate as the input.
         """
         from dcu.audio import resample
 
@@ -198,7 +244,8 @@ class DCUnet(nn.Module):
             out = _chunked(lambda t: self(t.to(device)).cpu(),
                            torch.from_numpy(np.ascontiguousarray(x)).reshape(-1, x.shape[-1]),
                            int(chunk_seconds * SAMPLE_RATE), int(overlap_seconds * SAMPLE_RATE),
-                           align=self.architecture.frame_multiple * self.config.hop_length)
+                           align=self.architecture.frame_multiple * self.config.hop_length,
+                           progress=progress)
         finally:
             self.train(was_training)
         y = out.numpy().reshape(x.shape)
@@ -217,6 +264,11 @@ class DCUnet(nn.Module):
 
     def config_dict(self) -> dict:
         return asdict(self.config)
+
+
+def _use_channels_last(x: torch.Tensor) -> bool:
+    """Run the network in channels-last layout (oneDNN's fastest convolutions on CPUs)?"""
+    return fast_paths_enabled() and x.device.type == "cpu"
 
 
 def _cat_stacked(a: torch.Tensor, b: torch.Tensor, network: str) -> torch.Tensor:
@@ -250,7 +302,8 @@ def _fit_length(y: np.ndarray, n: int) -> np.ndarray:
     return np.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, n - y.shape[-1])])
 
 
-def _chunked(fn, x: torch.Tensor, chunk: int, overlap: int, align: int = 1) -> torch.Tensor:
+def _chunked(fn, x: torch.Tensor, chunk: int, overlap: int, align: int = 1,
+             progress: bool = False) -> torch.Tensor:
     """Apply ``fn`` to ``(batch, time)`` audio in chunks cross-faded over ``overlap`` samples.
 
     Chunks start at multiples of ``align`` samples; with ``align`` = the model's frame multiple
@@ -266,7 +319,12 @@ def _chunked(fn, x: torch.Tensor, chunk: int, overlap: int, align: int = 1) -> t
     out = torch.zeros_like(x)
     weight = torch.zeros(n)
     fade = torch.linspace(0, 1, overlap + 2)[1:-1] if overlap else torch.ones(0)
-    for start in range(0, n, step):
+    starts = range(0, max(1, n - overlap), step)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="chunks", unit="chunk", leave=False)
+    for start in starts:
         end = min(start + chunk, n)
         seg = fn(x[:, start:end])
         w = torch.ones(end - start)

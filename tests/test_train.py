@@ -1,0 +1,152 @@
+"""dcu.train: the loss goes down, resume equals an uninterrupted run, NaN stops cleanly, DDP."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import dcu.train as train_mod
+from dcu.train import TrainConfig, TrainingError, lr_at, train
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory):
+    """A corpus folder with 4 training and 2 validation pairs (links to shipped files)."""
+    root = tmp_path_factory.mktemp("corpus")
+    for split, n in (("train", 4), ("valid", 2)):
+        for side in ("clean", "noisy"):
+            (root / split / side).mkdir(parents=True)
+        names = sorted((ROOT / "data" / "corpus" / split / "clean").glob("*.flac"))[:n]
+        for f in names:
+            for side in ("clean", "noisy"):
+                os.symlink(ROOT / "data" / "corpus" / split / side / f.name, root / split / side / f.name)
+    return root
+
+
+def cfg(tmp_path, data, **kw):
+    base = dict(arch="tiny", data=str(data), batch_size=4, steps=6, segment_seconds=1.0,
+                items_per_file=2, valid_every=1000, valid_files=1, warmup_steps=1,
+                checkpoint_minutes=60, out=str(tmp_path / "run"), device="cpu")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_lr_schedule_warms_up_and_decays():
+    c = TrainConfig(lr=1e-3, min_lr=1e-5, warmup_steps=10, steps=110)
+    assert lr_at(0, c) == pytest.approx(1e-4)
+    assert lr_at(9, c) == pytest.approx(1e-3)
+    assert lr_at(60, c) == pytest.approx((1e-3 + 1e-5) / 2)
+    assert lr_at(110, c) == pytest.approx(1e-5)
+
+
+def test_loss_goes_down_on_real_speech(tmp_path, small_corpus):
+    c = cfg(tmp_path, small_corpus, steps=40, remix_prob=0.0, lr=3e-3, warmup_steps=2,
+            items_per_file=4)
+    train(c, progress=False)
+    log = json.loads((tmp_path / "run" / "log.json").read_text())
+    trainer_losses = log[-1]["train_loss"]
+    # the mean loss over the whole run is far below the untrained model's loss
+    model = train_mod.DCUnet("tiny")
+    ds, _ = train_mod.make_datasets(c)
+    noisy, clean = zip(*[ds[i] for i in range(8)])
+    noisy, clean = torch.stack(noisy), torch.stack(clean)
+    with torch.no_grad():
+        untrained = train_mod.wsdr_loss(noisy, clean, model(noisy)).item()
+        best = train_mod.wsdr_loss(noisy, clean,
+                                   train_mod.DCUnet("tiny") if False else _load(tmp_path)(noisy)).item()
+    assert best < untrained - 0.1, (untrained, best, trainer_losses)
+
+
+def _load(tmp_path):
+    import dcu
+
+    return dcu.load(tmp_path / "run" / "last.pt")
+
+
+def _weights(path):
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, small_corpus):
+    args = ["--arch", "tiny", "--data", str(small_corpus), "--batch-size", "4", "--steps", "7",
+            "--segment-seconds", "1", "--items-per-file", "2", "--valid-every", "1000",
+            "--valid-files", "1", "--warmup-steps", "2", "--checkpoint-every", "1", "--device", "cpu"]
+    straight = subprocess.run([sys.executable, "-m", "dcu", "train", *args, "--out", str(tmp_path / "a")],
+                              capture_output=True, text=True, timeout=600)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    env = dict(os.environ, DCU_TEST_KILL_AT_STEP="3")
+    killed = subprocess.run([sys.executable, "-m", "dcu", "train", *args, "--out", str(tmp_path / "b")],
+                            capture_output=True, text=True, timeout=600, env=env)
+    assert killed.returncode != 0  # SIGKILLed mid-run
+    assert torch.load(tmp_path / "b" / "last.pt", weights_only=True)["train_state"]["step"] == 3
+    # starting again without --resume must not clobber the run
+    again = subprocess.run([sys.executable, "-m", "dcu", "train", *args, "--out", str(tmp_path / "b")],
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 1 and "--resume" in again.stdout
+    resumed = subprocess.run([sys.executable, "-m", "dcu", "train", *args, "--out", str(tmp_path / "b"),
+                              "--resume"], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = _weights(tmp_path / "a" / "last.pt"), _weights(tmp_path / "b" / "last.pt")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    # no temporary files left behind by the atomic saves
+    assert not [p for p in (tmp_path / "b").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_resume_refuses_other_settings(tmp_path, small_corpus):
+    train(cfg(tmp_path, small_corpus, steps=2), progress=False)
+    with pytest.raises(TrainingError, match="arch"):
+        train(cfg(tmp_path, small_corpus, steps=4, arch="DCUnet-10"), resume=True, progress=False)
+    with pytest.raises(TrainingError, match="nothing to resume"):
+        train(cfg(tmp_path, small_corpus, out=str(tmp_path / "none")), resume=True, progress=False)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, small_corpus, monkeypatch):
+    real = train_mod.compute_loss
+    calls = {"n": 0}
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        loss = real(*a, **k)
+        return loss * float("nan") if calls["n"] == 4 else loss
+
+    monkeypatch.setattr(train_mod, "compute_loss", flaky)
+    with pytest.raises(TrainingError, match="step 3.*last.pt"):
+        train(cfg(tmp_path, small_corpus, checkpoint_every=1), progress=False)
+    ck = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert ck["train_state"]["step"] == 3
+    assert all(torch.isfinite(v).all() for v in ck["state_dict"].values() if v.is_floating_point())
+
+
+def test_train_cli_reports_errors_in_one_line(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "dcu", "train", "--arch", "tiny", "--data",
+                        str(tmp_path / "nowhere"), "--out", str(tmp_path / "r")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "nowhere" in r.stdout and "Traceback" not in r.stderr
+
+
+def test_ddp_two_cpu_processes_keep_replicas_identical(tmp_path, small_corpus):
+    env = dict(os.environ, DCU_TEST_DUMP_RANK_STATE="1", OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                        "--master_port", "29517", "-m", "dcu", "train", "--arch", "tiny", "--data",
+                        str(small_corpus), "--batch-size", "4", "--steps", "3", "--segment-seconds", "1",
+                        "--items-per-file", "2", "--valid-files", "1", "--device", "cpu",
+                        "--out", str(tmp_path / "ddp")],
+                       capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    r0 = torch.load(tmp_path / "ddp" / "rank0.pt", weights_only=True)
+    r1 = torch.load(tmp_path / "ddp" / "rank1.pt", weights_only=True)
+    init = train_mod.DCUnet("tiny").state_dict()
+    changed = False
+    for k in r0:
+        if r0[k].is_floating_point() and "running" not in k:
+            assert torch.equal(r0[k], r1[k]), k
+            changed |= not torch.equal(r0[k], init[k]) if k in init else False
+    assert changed  # the replicas trained, and stayed identical
