@@ -1,0 +1,374 @@
+"""The book: committed notebooks are clean, chapters import rather than define code, and the built
+HTML works in a real browser.
+
+The last group builds the whole book (``jupyter-book build . --all -W``: every chapter executes,
+a warning fails) and opens every chapter page in headless Chromium (Debian's ``chromium``),
+driven over the Chrome DevTools Protocol, to check that every image loads, every audio player
+has a source the browser can decode, and the page logs no errors.
+
+Environment: ``DCU_SKIP_BOOK=1`` skips the build and the browser checks (CI never sets it);
+``DCU_BOOK_HTML=<dir>`` checks an already built ``_build/html`` instead of building again.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+BOOK = ROOT / "book"
+NOTEBOOKS = sorted(BOOK.glob("*.ipynb"))
+CHROMIUM = os.environ.get("DCU_CHROMIUM", "/usr/bin/chromium")
+
+
+def _toc_pages() -> list[str]:
+    """Pages of ``_toc.yml`` in reading order, as paths without suffix (``book/01_...``)."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    pages = [toc["root"]]
+    for entry in toc.get("chapters", []):
+        pages.append(entry["file"])
+    for part in toc.get("parts", []):
+        pages += [entry["file"] for entry in part["chapters"]]
+    return pages
+
+
+PAGES = _toc_pages()
+
+
+def _code_cells(path: Path) -> list:
+    return [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+
+
+# --- the committed notebooks ----------------------------------------------------------------
+
+def test_toc_lists_every_chapter_and_only_existing_ones():
+    listed = {p for p in PAGES}
+    on_disk = {f"book/{p.stem}" for p in NOTEBOOKS} | {"book/index"}
+    assert on_disk - listed == set(), f"notebooks missing from _toc.yml: {sorted(on_disk - listed)}"
+    assert listed - on_disk == set(), f"_toc.yml lists missing files: {sorted(listed - on_disk)}"
+    chapters = [p for p in PAGES if p != "book/index"]
+    assert chapters == sorted(chapters), "chapters in _toc.yml are not in numbered order"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_committed_without_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata.get("kernelspec", {}).get("name") == "python3", (
+        f"{path.name}: kernel must be 'python3'")
+    dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"
+             and (c.get("outputs") or c.get("execution_count") is not None)]
+    assert not dirty, (f"{path.name}: code cells {dirty} carry outputs or execution counts; "
+                       f"run: jupyter nbconvert --clear-output --inplace book/{path.name}")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_first_code_cell_prints_versions(path):
+    cells = _code_cells(path)
+    assert cells, f"{path.name} has no code cell"
+    src = cells[0].source
+    assert "print" in src or "dcu.versions(" in src, f"{path.name}: first code cell prints nothing"
+    if "dcu.versions(" not in src:
+        for needed in ("sys.version", "torch.__version__", "__version__", "dcu.__version__"):
+            assert needed in src, f"{path.name}: first code cell does not print {needed}"
+        assert re.search(r"\b(np|numpy)\.__version__", src), (
+            f"{path.name}: first code cell does not print numpy's version")
+
+
+# A chapter may use lambdas for plotting, but never defines functions or classes: reusable code
+# lives in the package (STYLE.md, habit 2).
+DEFINITION = re.compile(r"^[ \t]*(?:async[ \t]+def|def|class)[ \t]+\w+", re.M)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_chapter_imports_instead_of_defining_code(path):
+    found = [(i, m.group(0).strip()) for i, c in enumerate(_code_cells(path))
+             for m in DEFINITION.finditer(c.source)]
+    assert not found, (f"{path.name} defines code in code cells {found}; move it into the dcu "
+                       "package and import it (show it with inspect.getsource if it is taught)")
+    assert any(re.search(r"^\s*(import dcu|from dcu[ .])", c.source, re.M)
+               for c in _code_cells(path)), f"{path.name} never imports dcu"
+
+
+def test_definition_check_catches_defs_and_allows_lambdas():
+    assert DEFINITION.search("x = 1\n    def f(a):\n        return a\n")
+    assert DEFINITION.search("class Thing:\n    pass\n")
+    assert not DEFINITION.search("f = lambda a: a + 1\nprint('def x')\nundefined = 2\n")
+
+
+# --- build the book and open it in Chromium --------------------------------------------------
+
+skip_book = pytest.mark.skipif(os.environ.get("DCU_SKIP_BOOK") == "1",
+                               reason="DCU_SKIP_BOOK=1 (CI always builds the book)")
+
+
+@pytest.fixture(scope="module")
+def html_dir(tmp_path_factory) -> Path:
+    """The built HTML: ``$DCU_BOOK_HTML`` if set, else a fresh ``jupyter-book build --all -W``."""
+    given = os.environ.get("DCU_BOOK_HTML")
+    if given:
+        path = Path(given)
+        assert (path / "index.html").exists(), f"DCU_BOOK_HTML={given} holds no built book"
+        return path
+    exe = shutil.which("jupyter-book")
+    assert exe, 'jupyter-book is not installed; run: pip install -e ".[book,test]"'
+    out = tmp_path_factory.mktemp("book")
+    start = time.perf_counter()
+    proc = subprocess.run([exe, "build", str(ROOT), "--all", "-W", "--keep-going",
+                           "--path-output", str(out)],
+                          capture_output=True, text=True, timeout=1800)
+    took = time.perf_counter() - start
+    log = proc.stdout + proc.stderr
+    print(f"book built in {took:.0f} s")
+    assert proc.returncode == 0, f"jupyter-book build failed ({took:.0f} s):\n{log[-6000:]}"
+    return out / "_build" / "html"
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def site(html_dir):
+    """Serve the built HTML on 127.0.0.1 from a thread; yields its base URL."""
+    handler = functools.partial(_Quiet, directory=str(html_dir))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+class _DevTools:
+    """A minimal Chrome DevTools Protocol client (one websocket, flattened sessions)."""
+
+    def __init__(self, ws_url: str):
+        import websocket  # the ``websocket-client`` package (test extra)
+
+        self.ws = websocket.create_connection(ws_url, timeout=60, suppress_origin=True)
+        self.next_id = 0
+        self.handlers = []  # called with every event: handler(message)
+
+    def post(self, method, params=None, session=None) -> int:
+        self.next_id += 1
+        msg = {"id": self.next_id, "method": method, "params": params or {}}
+        if session:
+            msg["sessionId"] = session
+        self.ws.send(json.dumps(msg))
+        return self.next_id
+
+    def call(self, method, params=None, session=None, timeout=60.0) -> dict:
+        wanted = self.post(method, params, session)
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = self._receive(deadline, f"{method}")
+            if msg.get("id") == wanted:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return msg.get("result", {})
+
+    def wait_for(self, event, session, timeout=60.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = self._receive(deadline, event)
+            if msg.get("method") == event and msg.get("sessionId") == session:
+                return msg
+
+    def _receive(self, deadline, what) -> dict:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"Chromium did not answer {what} in time")
+        self.ws.settimeout(left)
+        msg = json.loads(self.ws.recv())
+        if "method" in msg:
+            for handler in self.handlers:
+                handler(msg)
+        return msg
+
+    def close(self):
+        self.ws.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium started by the test, with a fresh profile; yields a DevTools client."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} not found: the book test needs Debian's Chromium; "
+                    "run: apt-get install -y chromium (or set DCU_CHROMIUM to a Chromium binary)")
+    profile = tempfile.mkdtemp(prefix="dcu-chromium-")
+    proc = subprocess.Popen(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--no-first-run", "--no-default-browser-check", "--mute-audio",
+         "--autoplay-policy=no-user-gesture-required",
+         f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    port_file = Path(profile) / "DevToolsActivePort"
+    deadline = time.monotonic() + 60
+    while not (port_file.exists() and port_file.read_text().count("\n") >= 1):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            err = proc.stderr.read()[-2000:]
+            shutil.rmtree(profile, ignore_errors=True)
+            pytest.fail(f"{CHROMIUM} did not start its DevTools endpoint:\n{err}")
+        time.sleep(0.1)
+    port, path = port_file.read_text().split("\n")[:2]
+    tools = _DevTools(f"ws://127.0.0.1:{port}{path}")
+    try:
+        yield tools
+    finally:
+        tools.close()
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+# Runs in the page after it loaded: every <img> must decode to a non-empty bitmap; every
+# <audio> must name a source of an audio MIME type the browser can play, reach finite
+# metadata (duration) and decode to samples with the Web Audio API (no output device needed).
+PAGE_CHECK = r"""
+(async () => {
+  const settle = (p, ms) => Promise.race([p, new Promise(r => setTimeout(() => r('timeout'), ms))]);
+  const images = [];
+  for (const img of document.querySelectorAll('img')) {
+    img.loading = 'eager';
+    let note = 'ok';
+    try { await settle(img.decode(), 15000); } catch (e) { note = String(e); }
+    images.push({src: img.currentSrc.slice(0, 120), width: img.naturalWidth, note});
+  }
+  const audios = [];
+  for (const el of document.querySelectorAll('audio')) {
+    const srcs = [el.getAttribute('src'), ...[...el.querySelectorAll('source')].map(s => s.src)]
+      .filter(Boolean);
+    const types = [...el.querySelectorAll('source')].map(s => s.type).filter(Boolean);
+    const src = el.currentSrc || srcs[0] || '';
+    const mime = types[0] || (src.match(/^data:([^;,]+)/) || [])[1] || '';
+    const entry = {src: src.slice(0, 60), mime, canPlay: mime ? el.canPlayType(mime) : ''};
+    el.preload = 'auto';
+    const meta = new Promise(resolve => {
+      if (el.readyState >= 1) return resolve('ok');
+      el.addEventListener('loadedmetadata', () => resolve('ok'), {once: true});
+      el.addEventListener('error', () => resolve('error ' + (el.error && el.error.code)), {once: true});
+    });
+    if (el.readyState < 1) el.load();
+    entry.meta = await settle(meta, 15000);
+    entry.duration = el.duration;
+    try {
+      const bytes = await (await fetch(src)).arrayBuffer();
+      const ctx = new OfflineAudioContext(1, 1, 16000);
+      const buf = await ctx.decodeAudioData(bytes);
+      entry.decoded = buf.length;
+    } catch (e) { entry.decoded = 0; entry.decodeError = String(e); }
+    audios.push(entry);
+  }
+  return JSON.stringify({images, audios, title: document.title});
+})()
+"""
+
+
+def _is_local(url: str, base: str) -> bool:
+    return url.startswith(base) or url.startswith("data:") or url.startswith("blob:") \
+        or url.startswith("about:")
+
+
+@skip_book
+@pytest.mark.book
+@pytest.mark.timeout(3000)
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: Path(p).name)
+def test_built_page_works_in_chromium(page, site, browser):
+    """Images load, audio players decode, and the page logs no errors (local resources only:
+    requests to other hosts, such as the MathJax CDN, are blocked so the check runs offline)."""
+    url = urllib.parse.urljoin(site, f"{page}.html")
+    target = browser.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+    session = browser.call("Target.attachToTarget",
+                           {"targetId": target, "flatten": True})["sessionId"]
+    errors, blocked = [], []
+
+    def on_event(msg):
+        if msg.get("sessionId") != session:
+            return
+        method, params = msg["method"], msg.get("params", {})
+        if method == "Fetch.requestPaused":
+            req_url = params["request"]["url"]
+            if _is_local(req_url, site):
+                browser.post("Fetch.continueRequest", {"requestId": params["requestId"]}, session)
+            else:
+                blocked.append(req_url)
+                browser.post("Fetch.failRequest", {"requestId": params["requestId"],
+                                                   "errorReason": "BlockedByClient"}, session)
+        elif method == "Runtime.exceptionThrown":
+            details = params["exceptionDetails"]
+            text = details.get("exception", {}).get("description") or details.get("text")
+            errors.append(f"uncaught exception: {text}")
+        elif method == "Runtime.consoleAPICalled" and params["type"] in ("error", "assert"):
+            args = " ".join(str(a.get("value", a.get("description", ""))) for a in params["args"])
+            errors.append(f"console.{params['type']}: {args}")
+        elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
+            entry = params["entry"]
+            # The browser asks for /favicon.ico by itself when a page names no icon.
+            if not (entry.get("url") in blocked or entry.get("url", "").endswith("/favicon.ico")):
+                errors.append(f"log ({entry.get('source')}): {entry['text']} {entry.get('url', '')}")
+        elif method == "Network.loadingFailed" and not params.get("canceled"):
+            if params.get("blockedReason") is None and params.get("errorText") != \
+                    "net::ERR_BLOCKED_BY_CLIENT":
+                errors.append(f"failed to load: {params.get('errorText')}")
+
+    browser.handlers.append(on_event)
+    try:
+        for domain in ("Runtime", "Log", "Network", "Page"):
+            browser.call(f"{domain}.enable", session=session)
+        browser.call("Fetch.enable", {"patterns": [{"urlPattern": "*"}]}, session=session)
+        browser.call("Page.navigate", {"url": url}, session=session)
+        browser.wait_for("Page.loadEventFired", session, timeout=120)
+        result = browser.call("Runtime.evaluate", {"expression": PAGE_CHECK, "awaitPromise": True,
+                                                   "returnByValue": True}, session, timeout=300)
+        assert "exceptionDetails" not in result, f"{url}: page check failed: {result}"
+        report = json.loads(result["result"]["value"])
+        time.sleep(0.5)  # let late console messages arrive
+        browser.call("Runtime.evaluate", {"expression": "1"}, session)
+    finally:
+        browser.handlers.remove(on_event)
+        browser.call("Target.closeTarget", {"targetId": target})
+
+    assert report["title"] and "404" not in report["title"], f"{url}: page missing"
+    bad_images = [i for i in report["images"] if not i["width"] > 0]
+    assert not bad_images, f"{page}: images that did not load: {bad_images}"
+    bad_audio = [a for a in report["audios"]
+                 if not (a["mime"].startswith("audio/") and a["canPlay"] in ("maybe", "probably")
+                         and a["meta"] == "ok" and isinstance(a["duration"], (int, float))
+                         and 0 < a["duration"] < 3600 and a["decoded"] > 0)]
+    assert not bad_audio, f"{page}: audio players without a playable source: {bad_audio}"
+    assert not errors, f"{page}: the page logged errors:\n" + "\n".join(errors)
+    if page != "book/index":
+        assert report["images"], f"{page}: a chapter without a single figure"
+
+
+@skip_book
+@pytest.mark.book
+def test_built_book_has_every_chapter(html_dir):
+    for page in PAGES:
+        html = (html_dir / f"{page}.html")
+        assert html.exists(), f"{html} was not built"
+        text = html.read_text(encoding="utf-8")
+        assert "Traceback (most recent call last)" not in text, f"{page}: a traceback in the page"
