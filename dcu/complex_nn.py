@@ -14,16 +14,42 @@ On the stacked input ``[x; y]`` that is ONE real convolution with the block weig
 kernel call, which is much faster on CPUs and GPUs. The parameters are still the complex weight's
 real and imaginary parts ``A`` and ``B``.
 
+Fast paths. Complex batch norm in training runs as one autograd function with a hand-derived
+backward (a few passes over the data instead of ~60 small autograd ops); in eval mode without
+gradients it is a per-channel 2x2 affine map (:meth:`ComplexBatchNorm2d.affine`), which
+:mod:`dcu.unet` folds into the preceding convolution. ``with fast_paths(False):`` runs the plain
+reference code instead; tests check that both give the same outputs and gradients.
+
 Book: book/03_complex_layers.ipynb
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+_FAST_PATHS = True
+
+
+@contextlib.contextmanager
+def fast_paths(enabled: bool = True):
+    """Context manager: use the optimised implementations (default) or the reference code."""
+    global _FAST_PATHS
+    previous, _FAST_PATHS = _FAST_PATHS, bool(enabled)
+    try:
+        yield
+    finally:
+        _FAST_PATHS = previous
+
+
+def fast_paths_enabled() -> bool:
+    """Whether the optimised implementations are on (see :func:`fast_paths`)."""
+    return _FAST_PATHS
 
 
 def to_stacked(z: torch.Tensor) -> torch.Tensor:
@@ -168,8 +194,35 @@ class ComplexBatchNorm2d(nn.Module):
         return torch.tensor([self.eps, 0.0, self.eps], device=self.running_covar.device,
                             dtype=self.running_covar.dtype).unsqueeze(1)
 
+    def affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The eval-mode layer as ``y = A x + b`` per channel: ``A (2, 2, C)``, ``b (2, C)``.
+
+        ``A[p, q]`` maps part ``q`` (0 real, 1 imaginary) of the input to part ``p`` of the output.
+        """
+        a = _bn_matrix(self.weight, self.running_covar + self._eps_vec())
+        return a, self.bias - torch.einsum("pqc,qc->pc", a, self.running_mean)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s, was_complex = _as_stacked(x, self.num_features, type(self).__name__)
+        if not _FAST_PATHS:
+            out = self._forward_reference(s)
+        elif self.training:
+            out, mean, cov = _ComplexBatchNormFunction.apply(s, self.weight, self.bias, self.eps)
+            with torch.no_grad():
+                n = s.numel() / self.num_features / 2
+                self.running_mean.lerp_(mean, self.momentum)
+                self.running_covar.lerp_((cov - self._eps_vec()) * (n / max(n - 1, 1)),
+                                         self.momentum)
+                self.num_batches_tracked += 1
+        elif torch.is_grad_enabled():
+            out = self._forward_reference(s)
+        else:
+            a, b = self.affine()
+            out = channel_mix([(a, s)], b)
+        return from_stacked(out) if was_complex else out
+
+    def _forward_reference(self, s: torch.Tensor) -> torch.Tensor:
+        """The plain implementation, op by op as in the paper (the fast paths are checked on it)."""
         c = self.num_features
         re, im = s[:, :c], s[:, c:]
         view = (1, c, 1, 1)
@@ -197,8 +250,94 @@ class ComplexBatchNorm2d(nn.Module):
         xi = wri * cr + wii * ci
         grr, gri, gii = (g.view(view) for g in self.weight)
         br, bi = (b.view(view) for b in self.bias)
-        out = torch.cat([grr * xr + gri * xi + br, gri * xr + gii * xi + bi], dim=1)
-        return from_stacked(out) if was_complex else out
+        return torch.cat([grr * xr + gri * xi + br, gri * xr + gii * xi + bi], dim=1)
+
+
+def _bn_matrix(gamma: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
+    """``A = Gamma V^{-1/2}`` as ``(2, 2, C)`` from gamma rows (rr, ri, ii) and V rows (rr, ri, ii)."""
+    wrr, wri, wii = _inverse_sqrt_2x2(*cov)
+    grr, gri, gii = gamma
+    return torch.stack([torch.stack([grr * wrr + gri * wri, grr * wri + gri * wii]),
+                        torch.stack([gri * wrr + gii * wri, gri * wri + gii * wii])])
+
+
+def channel_mix(terms, shift: torch.Tensor | None = None) -> torch.Tensor:
+    """``out_p = sum over (A, x) in terms of sum_q A[p, q] * x_q  (+ shift_p)``, per channel.
+
+    Each ``x`` is stacked ``(batch, 2C, freq, frames)`` (any memory layout, kept), each ``A`` is
+    ``(2, 2, C)``, ``shift`` is ``(2, C)``. A handful of fused multiply-adds into one new tensor;
+    not differentiable (used inside autograd functions and under ``torch.no_grad``).
+    """
+    first = terms[0][1]
+    c = first.shape[1] // 2
+    out = torch.empty_like(first)
+    view = (1, c, 1, 1)
+    for p in range(2):
+        o = out[:, p * c:(p + 1) * c]
+        started = False
+        for a, x in terms:
+            for q in range(2):
+                part, coef = x[:, q * c:(q + 1) * c], a[p, q].view(view)
+                if started:
+                    o.addcmul_(part, coef)
+                elif shift is not None:
+                    torch.addcmul(shift[p].view(view), part, coef, out=o)
+                else:
+                    torch.mul(part, coef, out=o)
+                started = True
+    return out
+
+
+class _ComplexBatchNormFunction(torch.autograd.Function):
+    """Training-mode complex batch norm with a hand-derived backward.
+
+    Per channel, with centred ``xc`` (2 x N), ``V = xc xc^T / N + eps I`` and ``A = Gamma V^{-1/2}``,
+    the output is ``y = A xc + beta``. Given ``gy``: ``gbeta = sum gy``, ``gA = gy xc^T``; the 2x2
+    chain rule through ``A(Gamma, V)`` runs on tiny tensors with autograd; then
+    ``gx = A^T gy + S xc - A^T gbeta / N`` with ``S`` from ``dL/dV`` (the centring's gradient).
+    Returns ``(out, batch mean (2, C), batch covariance with eps (3, C))``.
+    """
+
+    @staticmethod
+    def forward(ctx, s, weight, bias, eps):
+        c = s.shape[1] // 2
+        n = s.numel() // (2 * c)
+        mean = s.mean((0, 2, 3))
+        xc = s - mean.view(1, 2 * c, 1, 1)
+        gram = _channel_gram(xc, xc) / n
+        cov = torch.stack([gram[:, 0, 0] + eps, gram[:, 0, 1], gram[:, 1, 1] + eps])
+        a = _bn_matrix(weight, cov)
+        out = channel_mix([(a, xc)], bias)
+        ctx.save_for_backward(xc, weight, cov, a)
+        mean = mean.view(2, c)
+        ctx.mark_non_differentiable(mean, cov)
+        return out, mean, cov
+
+    @staticmethod
+    def backward(ctx, gy, _gmean, _gcov):
+        xc, weight, cov, a = ctx.saved_tensors
+        c = xc.shape[1] // 2
+        n = xc.numel() // (2 * c)
+        gbias = gy.sum((0, 2, 3)).view(2, c)
+        ga = _channel_gram(gy, xc).permute(1, 2, 0)  # ga[p, q] = sum gy_p * xc_q
+        with torch.enable_grad():
+            g, v = weight.detach().requires_grad_(), cov.detach().requires_grad_()
+            gweight, gcov = torch.autograd.grad(_bn_matrix(g, v), (g, v), ga)
+        # dV/dxc: V_rr = mean(cr^2), V_ri = mean(cr ci), V_ii = mean(ci^2)
+        s_mat = torch.stack([torch.stack([2 * gcov[0], gcov[1]]),
+                             torch.stack([gcov[1], 2 * gcov[2]])]) / n
+        a_t = a.transpose(0, 1)
+        shift = -torch.einsum("pqc,qc->pc", a_t, gbias) / n
+        gx = channel_mix([(a_t, gy), (s_mat, xc)], shift)
+        return gx, gweight, gbias, None
+
+
+def _channel_gram(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``G[c, p, q] = sum over (batch, freq, frames) of u_p * v_q`` for stacked ``u, v`` -> (C, 2, 2)."""
+    c = u.shape[1] // 2
+    parts = lambda x: (x[:, :c], x[:, c:])  # noqa: E731
+    return torch.stack([torch.stack([(up * vq).sum((0, 2, 3)) for vq in parts(v)], -1)
+                        for up in parts(u)], 1)
 
 
 def _inverse_sqrt_2x2(vrr, vri, vii):
@@ -221,10 +360,23 @@ class NaiveComplexBatchNorm2d(nn.Module):
         self.num_features = num_features
         self.bn = nn.BatchNorm2d(2 * num_features, eps=eps, momentum=momentum)
 
+    def affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The eval-mode layer as ``y = scale * x + shift``, each ``(2C,)`` in stacked order."""
+        return batch_norm_affine(self.bn)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s, was_complex = _as_stacked(x, self.num_features, type(self).__name__)
         out = self.bn(s)
         return from_stacked(out) if was_complex else out
+
+
+def batch_norm_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode ``nn.BatchNorm2d`` as per-channel ``(scale, shift)``."""
+    scale = torch.rsqrt(bn.running_var + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight
+    shift = -bn.running_mean * scale
+    return scale, shift if bn.bias is None else shift + bn.bias
 
 
 BATCH_NORMS = {"complex": ComplexBatchNorm2d, "naive": NaiveComplexBatchNorm2d}
