@@ -70,6 +70,7 @@ class TrainConfig:
     time_budget_minutes: float = 0.0  # >0: at step 40, fit `steps` (and the LR schedule) to it
     valid_reserve_seconds: float = 15.0  # time kept for each validation when fitting a budget
     out: str = "runs/dcunet"
+    init: str = ""  # fine-tune: start from this checkpoint's weights (path or shipped name)
     extra: dict = field(default_factory=dict)
 
 
@@ -174,6 +175,14 @@ class Trainer:
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.best, self.history = float("-inf"), []
+        if cfg.init and not resume:
+            from dcu.checkpoint import load
+
+            start = load(cfg.init, arch=cfg.arch)
+            if start.config_dict() != self.model.config_dict():
+                raise TrainingError(f"{cfg.init}: its model config {start.config_dict()} differs "
+                                    f"from this run's {self.model.config_dict()}")
+            self.model.load_state_dict(start.state_dict())
         if resume:
             self._resume()
         elif self.last_path.exists():
