@@ -120,16 +120,58 @@ class _ComplexConvBase(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s, was_complex = _as_stacked(x, self.in_channels, type(self).__name__)
+        out = self.forward_stacked(s, self.output_padding)
+        return from_stacked(out) if was_complex else out
+
+    def forward_stacked(self, s: torch.Tensor, output_padding=(0, 0)) -> torch.Tensor:
+        """The layer on stacked input; ``output_padding`` only matters when transposed.
+
+        Fast path: Gauss's trick, three real convolutions instead of four,
+        ``Ax - By = t1 - t2`` and ``Bx + Ay = t3 - t1 - t2`` with ``t1 = A*x``, ``t2 = B*y``,
+        ``t3 = (A + B)*(x + y)``: 3/4 of the multiply-adds (t1 and t2 run as one grouped call).
+        It pays on CPUs when both channel counts exceed one; the reference (and the path on
+        GPUs, where one large convolution runs best) is one stacked convolution.
+        """
+        if (_FAST_PATHS and self.in_channels > 1 and self.out_channels > 1
+                and s.device.type == "cpu"):
+            return self._forward_gauss(s, output_padding)
         w, b = self.stacked_weight(), self.stacked_bias()
         if self.transposed:
-            out = F.conv_transpose2d(s, w, b, self.stride, self.padding, self.output_padding)
+            return conv_transpose2d(s, w, b, self.stride, self.padding, output_padding)
+        return F.conv2d(s, w, b, self.stride, self.padding)
+
+    def _forward_gauss(self, s, output_padding):
+        a, b = self.weight_re, self.weight_im
+        c, co = self.in_channels, self.out_channels
+        if self.transposed:
+            conv = lambda x, w, bias, groups: F.conv_transpose2d(  # noqa: E731
+                x, w, bias, self.stride, self.padding, output_padding, groups)
         else:
-            out = F.conv2d(s, w, b, self.stride, self.padding)
-        return from_stacked(out) if was_complex else out
+            conv = lambda x, w, bias, groups: F.conv2d(  # noqa: E731
+                x, w, bias, self.stride, self.padding, 1, groups)
+        bias12 = bias3 = None
+        if self.bias_re is not None:  # t1 carries bias_re, t3 carries bias_re + bias_im
+            bias12 = torch.cat([self.bias_re, torch.zeros_like(self.bias_im)])
+            bias3 = self.bias_re + self.bias_im
+        t12 = conv(s, torch.cat([a, b]), bias12, 2)
+        t3 = conv(s[:, :c] + s[:, c:], a + b, bias3, 1)
+        t1, t2 = t12[:, :co], t12[:, co:]
+        return torch.cat([t1 - t2, t3 - (t1 + t2)], 1)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding}")
+
+
+def conv_transpose2d(x, weight, bias, stride, padding, output_padding) -> torch.Tensor:
+    """``F.conv_transpose2d``; with the fast paths on a CPU, layers with at most 4 output channels
+    (DCUnet's mask layer) use PyTorch's GEMM + col2im kernel, 2-4x faster there than oneDNN's.
+    The backward pass is the same either way."""
+    if _FAST_PATHS and x.device.type == "cpu" and weight.shape[1] <= 4:
+        return torch.ops.aten.slow_conv_transpose2d(x, weight, list(weight.shape[2:]), bias,
+                                                    list(stride), list(padding),
+                                                    list(output_padding), [1, 1])
+    return F.conv_transpose2d(x, weight, bias, stride, padding, output_padding)
 
 
 class ComplexConv2d(_ComplexConvBase):

@@ -22,7 +22,8 @@ from torch import nn
 
 from dcu.architectures import Architecture, get_architecture
 from dcu.complex_nn import (BATCH_NORMS, ComplexBatchNorm2d, ComplexConv2d, ComplexConvTranspose2d,
-                            NaiveComplexBatchNorm2d, batch_norm_affine, fast_paths_enabled)
+                            NaiveComplexBatchNorm2d, batch_norm_affine, conv_transpose2d,
+                            fast_paths_enabled)
 from dcu.masks import MASKS, compute_mask_parts
 from dcu.stft import HOP_LENGTH, N_FFT, SAMPLE_RATE, compute_istft, compute_stft, padded_length
 
@@ -64,22 +65,30 @@ class _Block(nn.Module):
 
     def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
         fast = fast_paths_enabled()
+        out_pad = self._output_padding(x, output_size)
         if fast and not self.training and not torch.is_grad_enabled():
             # inference: batch norm folded into the convolution, activation in place
-            x = self._conv(x, *self._folded_weight_bias(), output_size)
+            x = self._conv(x, *self._folded_weight_bias(), out_pad)
             return x if self.last else F.leaky_relu_(x, self.slope)
-        x = self._conv(x, *self._weight_bias(), output_size)
+        if isinstance(self.conv, (ComplexConv2d, ComplexConvTranspose2d)):
+            x = self.conv.forward_stacked(x, out_pad)
+        else:
+            x = self._conv(x, self.conv.weight, self.conv.bias, out_pad)
         if self.last:
             return x
         # the norm's backward never needs its output, so the activation may overwrite it
         return F.leaky_relu(self.norm(x), self.slope, inplace=fast)
 
-    def _conv(self, x, w, b, output_size):
+    def _output_padding(self, x, output_size):
+        if not self.transposed:
+            return (0, 0)
+        natural = [(n - 1) * s - 2 * p + k for n, s, p, k in
+                   zip(x.shape[-2:], self.stride, self.padding, self.kernel)]
+        return [t - n for t, n in zip(output_size, natural)]
+
+    def _conv(self, x, w, b, out_pad):
         if self.transposed:
-            natural = [(n - 1) * s - 2 * p + k for n, s, p, k in
-                       zip(x.shape[-2:], self.stride, self.padding, self.kernel)]
-            out_pad = [t - n for t, n in zip(output_size, natural)]
-            return F.conv_transpose2d(x, w, b, self.stride, self.padding, out_pad)
+            return conv_transpose2d(x, w, b, self.stride, self.padding, out_pad)
         return F.conv2d(x, w, b, self.stride, self.padding)
 
     def _folded_weight_bias(self):
@@ -267,8 +276,10 @@ class DCUnet(nn.Module):
 
 
 def _use_channels_last(x: torch.Tensor) -> bool:
-    """Run the network in channels-last layout (oneDNN's fastest convolutions on CPUs)?"""
-    return fast_paths_enabled() and x.device.type == "cpu"
+    """Run the network in channels-last layout? On CPUs it speeds up inference (oneDNN's
+    fastest convolutions) but slows training (the backward kernels and the batch norm's
+    channel slices prefer the default layout), so only without autograd."""
+    return fast_paths_enabled() and x.device.type == "cpu" and not torch.is_grad_enabled()
 
 
 def _cat_stacked(a: torch.Tensor, b: torch.Tensor, network: str) -> torch.Tensor:

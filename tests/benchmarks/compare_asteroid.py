@@ -1,0 +1,136 @@
+"""dcu against asteroid's DCUNet, side by side in one process: training step, inference, memory.
+
+Not a unit test and not run by pytest. asteroid is not a dcu dependency; install it for this
+script alone, beside the pinned torch (``--no-deps`` keeps pip away from torch)::
+
+    pip install asteroid==0.7.0 --no-deps asteroid-filterbanks==0.4.0 huggingface_hub
+    python tests/benchmarks/compare_asteroid.py                     # DCUnet-10, -16, -20
+    python tests/benchmarks/compare_asteroid.py --arch DCUnet-10 --reps 5 --json cmp.json
+
+Same architecture, same input, same loss (wSDR) and optimiser (Adam) for every model. asteroid
+normalises the real and imaginary parts separately, so dcu runs twice: with
+``batch_norm="naive"`` (the like-for-like comparison) and with the paper's ``"complex"``
+batch norm. Timings alternate between the models, repetition by repetition, so a change in
+machine load hits all of them alike; the table shows medians (and minima) and the ratios
+asteroid / dcu. Peak memory of a training step is measured in a fresh child process per model
+(see :mod:`dcu.bench`). Every model runs under the same process settings
+(:func:`dcu.bench.tune_cpu`: flush denormals, keep freed memory; ``--default-malloc`` turns
+the latter off for both).
+
+Book: book/06_architectures.ipynb (speed)
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent.parent))
+
+from dcu import bench  # noqa: E402
+from dcu.complex_nn import fast_paths  # noqa: E402
+
+INSTALL = "pip install asteroid==0.7.0 --no-deps asteroid-filterbanks==0.4.0 huggingface_hub"
+
+
+def build_asteroid(arch: str) -> torch.nn.Module:
+    """asteroid's DCUNet with the same layer table, padding the frames like dcu does."""
+    warnings.filterwarnings("ignore")
+    from asteroid.models import DCUNet
+
+    torch.manual_seed(0)
+    return DCUNet(arch.replace("DCUnet", "DCUNet"), fix_length_mode="pad")
+
+
+def asteroid_forward(model):
+    """(batch, time) -> (batch, time): asteroid returns (batch, n_src=1, time)."""
+    return lambda wave: model(wave).reshape(wave.shape)
+
+
+def compare(arch: str, reps: int, memory: bool, threads, with_reference: bool,
+            keep_freed_memory: bool = True) -> dict:
+    models = {"dcu-naive": bench.build_dcunet(arch, "naive"),
+              "dcu-complex": bench.build_dcunet(arch, "complex"),
+              "asteroid": build_asteroid(arch)}
+    forward = {"asteroid": asteroid_forward(models["asteroid"])}
+    train = {k: bench.training_step(m, forward=forward.get(k)) for k, m in models.items()}
+    infer = {k: bench.inference_call(m) for k, m in models.items()}
+    if with_reference:  # dcu's plain code, fast paths off
+        ref = bench.build_dcunet(arch, "complex")
+        step, call = bench.training_step(ref), bench.inference_call(ref)
+        train["dcu-complex-ref"] = lambda: _reference(step)
+        infer["dcu-complex-ref"] = lambda: _reference(call)
+    out = {"arch": arch, "train": bench.alternate(train, reps),
+           "inference": bench.alternate(infer, reps), "memory": {}}
+    if memory:
+        for name, kind in (("dcu-naive", "naive"), ("dcu-complex", "complex")):
+            out["memory"][name] = bench.peak_training_memory(
+                "dcu.bench:build_dcunet", {"arch": arch, "batch_norm": kind}, threads=threads,
+                keep_freed_memory=keep_freed_memory)
+        out["memory"]["asteroid"] = bench.peak_training_memory(
+            "compare_asteroid:build_asteroid", {"arch": arch}, threads=threads,
+            forward="compare_asteroid:asteroid_forward", path=str(HERE),
+            keep_freed_memory=keep_freed_memory)
+    return out
+
+
+def _reference(fn):
+    with fast_paths(False):
+        fn()
+
+
+def report(res: dict) -> str:
+    lines = [f"== {res['arch']}  (median s [min s]; ratio = asteroid / this)"]
+    for what in ("train", "inference"):
+        times = res[what]
+        ast = statistics.median(times["asteroid"])
+        for name, ts in times.items():
+            med = statistics.median(ts)
+            ratio = "" if name == "asteroid" else f"  x{ast / med:.2f}"
+            lines.append(f"  {what:<9} {name:<16} {med:8.3f} [{min(ts):.3f}]{ratio}")
+    for name, mib in res["memory"].items():
+        ratio = "" if name == "asteroid" else f"  ({mib / res['memory']['asteroid']:.2f} of asteroid's)"
+        lines.append(f"  peak mem  {name:<16} {mib:8.0f} MiB{ratio}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--arch", nargs="+", default=["DCUnet-10", "DCUnet-16", "DCUnet-20"])
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--json", type=Path, help="write the raw timings here (a new file)")
+    p.add_argument("--no-memory", action="store_true")
+    p.add_argument("--with-reference", action="store_true",
+                   help="also time dcu's reference code (fast paths off)")
+    p.add_argument("--default-malloc", action="store_true",
+                   help="leave glibc's malloc settings alone (for every model)")
+    args = p.parse_args(argv)
+    try:
+        import asteroid  # noqa: F401
+    except ImportError:
+        print(f"asteroid is not installed; for this script only: {INSTALL}", file=sys.stderr)
+        return 2
+    if args.json and args.json.exists():
+        p.error(f"{args.json} already exists; choose a new file name")
+    settings = bench.tune_cpu(args.threads, keep_freed_memory=not args.default_malloc)
+    print(f"torch {torch.__version__}, settings {settings}, "
+          f"matmul peak {bench.matmul_gflops():.0f} GFLOP/s", flush=True)
+    results = []
+    for arch in args.arch:
+        results.append(compare(arch, args.reps, not args.no_memory, args.threads,
+                               args.with_reference, not args.default_malloc))
+        print(report(results[-1]), flush=True)
+    if args.json:
+        bench.write_json_atomic(args.json, {"settings": settings, "results": results})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
