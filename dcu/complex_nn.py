@@ -166,8 +166,10 @@ class _ComplexConvBase(nn.Module):
 def conv_transpose2d(x, weight, bias, stride, padding, output_padding) -> torch.Tensor:
     """``F.conv_transpose2d``; with the fast paths on a CPU, layers with at most 4 output channels
     (DCUnet's mask layer) use PyTorch's GEMM + col2im kernel, 2-4x faster there than oneDNN's.
-    The backward pass is the same either way."""
-    if _FAST_PATHS and x.device.type == "cpu" and weight.shape[1] <= 4:
+    The backward pass is the same either way. Traced or compiled code (ONNX export,
+    ``torch.compile``) gets the standard operator."""
+    if (_FAST_PATHS and x.device.type == "cpu" and weight.shape[1] <= 4
+            and not torch.jit.is_tracing() and not torch.compiler.is_compiling()):
         return torch.ops.aten.slow_conv_transpose2d(x, weight, list(weight.shape[2:]), bias,
                                                     list(stride), list(padding),
                                                     list(output_padding), [1, 1])

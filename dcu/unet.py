@@ -279,7 +279,8 @@ def _use_channels_last(x: torch.Tensor) -> bool:
     """Run the network in channels-last layout? On CPUs it speeds up inference (oneDNN's
     fastest convolutions) but slows training (the backward kernels and the batch norm's
     channel slices prefer the default layout), so only without autograd."""
-    return fast_paths_enabled() and x.device.type == "cpu" and not torch.is_grad_enabled()
+    return (fast_paths_enabled() and x.device.type == "cpu" and not torch.is_grad_enabled()
+            and not torch.jit.is_tracing())
 
 
 def _cat_stacked(a: torch.Tensor, b: torch.Tensor, network: str) -> torch.Tensor:
