@@ -34,6 +34,8 @@ from torch import nn
 
 
 _FAST_PATHS = True
+#: complex multiply-adds per output value from which Gauss's trick is used (see uses_gauss)
+GAUSS_MIN_MACS = 256
 
 
 @contextlib.contextmanager
@@ -123,24 +125,34 @@ class _ComplexConvBase(nn.Module):
         out = self.forward_stacked(s, self.output_padding)
         return from_stacked(out) if was_complex else out
 
-    def forward_stacked(self, s: torch.Tensor, output_padding=(0, 0)) -> torch.Tensor:
+    def forward_stacked(self, s: torch.Tensor, output_padding=(0, 0), mix=None) -> torch.Tensor:
         """The layer on stacked input; ``output_padding`` only matters when transposed.
 
         Fast path: Gauss's trick, three real convolutions instead of four,
         ``Ax - By = t1 - t2`` and ``Bx + Ay = t3 - t1 - t2`` with ``t1 = A*x``, ``t2 = B*y``,
-        ``t3 = (A + B)*(x + y)``: 3/4 of the multiply-adds (t1 and t2 run as one grouped call).
-        It pays on CPUs when both channel counts exceed one; the reference (and the path on
-        GPUs, where one large convolution runs best) is one stacked convolution.
+        ``t3 = (A + B)*(x + y)``: 3/4 of the multiply-adds (t1 and t2 run as one grouped call),
+        when :meth:`uses_gauss`; otherwise (and as the reference) one stacked convolution.
+        ``mix = (A (2, 2, C), shift (2, C))`` (no autograd) applies a following per-channel
+        affine map, an eval-mode batch norm, while combining t1, t2 and t3.
         """
-        if (_FAST_PATHS and self.in_channels > 1 and self.out_channels > 1
-                and s.device.type == "cpu"):
-            return self._forward_gauss(s, output_padding)
+        if self.uses_gauss(s):
+            return self._forward_gauss(s, output_padding, mix)
         w, b = self.stacked_weight(), self.stacked_bias()
         if self.transposed:
-            return conv_transpose2d(s, w, b, self.stride, self.padding, output_padding)
-        return F.conv2d(s, w, b, self.stride, self.padding)
+            out = conv_transpose2d(s, w, b, self.stride, self.padding, output_padding)
+        else:
+            out = F.conv2d(s, w, b, self.stride, self.padding)
+        return out if mix is None else channel_mix([(mix[0], out)], mix[1])
 
-    def _forward_gauss(self, s, output_padding):
+    def uses_gauss(self, s: torch.Tensor) -> bool:
+        """Gauss's trick pays on CPUs for layers with many multiply-adds per output value
+        (complex input channels x kernel taps >= 256): below that its extra elementwise passes
+        cost more than the quarter of the multiply-adds it saves. GPUs run one large
+        convolution best."""
+        return (_FAST_PATHS and s.device.type == "cpu" and self.out_channels > 1
+                and self.in_channels * math.prod(self.kernel_size) >= GAUSS_MIN_MACS)
+
+    def _forward_gauss(self, s, output_padding, mix=None):
         a, b = self.weight_re, self.weight_im
         c, co = self.in_channels, self.out_channels
         if self.transposed:
@@ -156,6 +168,10 @@ class _ComplexConvBase(nn.Module):
         t12 = conv(s, torch.cat([a, b]), bias12, 2)
         t3 = conv(s[:, :c] + s[:, c:], a + b, bias3, 1)
         t1, t2 = t12[:, :co], t12[:, co:]
+        if mix is not None:  # y_p = A_p0 (t1 - t2) + A_p1 (t3 - t1 - t2) + shift_p
+            m, shift = mix
+            coef12 = torch.stack([m[:, 0] - m[:, 1], -(m[:, 0] + m[:, 1])], dim=1)
+            return channel_mix([(coef12, t12), (m[:, 1:], t3)], shift)
         return torch.cat([t1 - t2, t3 - (t1 + t2)], 1)
 
     def extra_repr(self) -> str:
@@ -308,19 +324,23 @@ def _bn_matrix(gamma: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
 def channel_mix(terms, shift: torch.Tensor | None = None) -> torch.Tensor:
     """``out_p = sum over (A, x) in terms of sum_q A[p, q] * x_q  (+ shift_p)``, per channel.
 
-    Each ``x`` is stacked ``(batch, 2C, freq, frames)`` (any memory layout, kept), each ``A`` is
-    ``(2, 2, C)``, ``shift`` is ``(2, C)``. A handful of fused multiply-adds into one new tensor;
-    not differentiable (used inside autograd functions and under ``torch.no_grad``).
+    Each ``A`` is ``(2, Q, C)`` and its ``x`` stacks ``Q`` parts of ``C`` channels,
+    ``(batch, Q * C, freq, frames)``; ``shift`` is ``(2, C)``; the output stacks 2 parts, in the
+    memory layout of the first ``x``. A few fused multiply-adds into one new tensor; not
+    differentiable (used inside autograd functions and without autograd).
     """
     first = terms[0][1]
-    c = first.shape[1] // 2
-    out = torch.empty_like(first)
+    c = terms[0][0].shape[-1]
+    layout = (torch.channels_last if first.is_contiguous(memory_format=torch.channels_last)
+              and not first.is_contiguous() else torch.contiguous_format)
+    out = torch.empty((first.shape[0], 2 * c, *first.shape[2:]), dtype=first.dtype,
+                      device=first.device, memory_format=layout)
     view = (1, c, 1, 1)
     for p in range(2):
         o = out[:, p * c:(p + 1) * c]
         started = False
         for a, x in terms:
-            for q in range(2):
+            for q in range(a.shape[1]):
                 part, coef = x[:, q * c:(q + 1) * c], a[p, q].view(view)
                 if started:
                     o.addcmul_(part, coef)

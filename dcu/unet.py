@@ -67,10 +67,15 @@ class _Block(nn.Module):
         fast = fast_paths_enabled()
         out_pad = self._output_padding(x, output_size)
         if fast and not self.training and not torch.is_grad_enabled():
-            # inference: batch norm folded into the convolution, activation in place
-            x = self._conv(x, *self._folded_weight_bias(), out_pad)
+            # inference: batch norm folded into the convolution (or, with Gauss's trick, into
+            # the combination of its three products), activation in place
+            if self.norm is not None and isinstance(self.conv, _COMPLEX_CONVS) \
+                    and self.conv.uses_gauss(x):
+                x = self.conv.forward_stacked(x, out_pad, mix=self._norm_mix())
+            else:
+                x = self._conv(x, *self._folded_weight_bias(), out_pad)
             return x if self.last else F.leaky_relu_(x, self.slope)
-        if isinstance(self.conv, (ComplexConv2d, ComplexConvTranspose2d)):
+        if isinstance(self.conv, _COMPLEX_CONVS):
             x = self.conv.forward_stacked(x, out_pad)
         else:
             x = self._conv(x, self.conv.weight, self.conv.bias, out_pad)
@@ -78,6 +83,16 @@ class _Block(nn.Module):
             return x
         # the norm's backward never needs its output, so the activation may overwrite it
         return F.leaky_relu(self.norm(x), self.slope, inplace=fast)
+
+    def _norm_mix(self):
+        """The eval-mode norm as ``(A (2, 2, C), shift (2, C))``, per complex channel."""
+        if isinstance(self.norm, ComplexBatchNorm2d):
+            return self.norm.affine()
+        scale, shift = batch_norm_affine(self.norm.bn)
+        c = scale.shape[0] // 2
+        zero = scale.new_zeros(c)
+        a = torch.stack([torch.stack([scale[:c], zero]), torch.stack([zero, scale[c:]])])
+        return a, shift.view(2, c)
 
     def _output_padding(self, x, output_size):
         if not self.transposed:
@@ -125,6 +140,9 @@ class _Block(nn.Module):
         shape = [1] * w.dim()
         shape[out_dim] = -1
         return (w * scale.view(shape)).contiguous(), b * scale + shift
+
+
+_COMPLEX_CONVS = (ComplexConv2d, ComplexConvTranspose2d)
 
 
 def _widen(c: int, network: str, first_or_last: bool) -> int:

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import dcu
+from dcu import complex_nn
 from dcu.architectures import Architecture
 from dcu.complex_nn import (ComplexBatchNorm2d, ComplexConv2d, ComplexConvTranspose2d,
                             channel_mix, conv_transpose2d, fast_paths, fast_paths_enabled)
@@ -34,6 +35,15 @@ def _mirror(encoders):
 _ENC = ((1, 4, (7, 1), (1, 1)), (4, 4, (1, 7), (1, 1)), (4, 6, (7, 5), (2, 2)),
         (6, 6, (5, 3), (2, 1)))
 MINI = Architecture("mini", _ENC, _mirror(_ENC))
+
+
+@pytest.fixture(params=["gauss-everywhere", "default"])
+def gauss_threshold(request, monkeypatch):
+    """Run a test with Gauss's trick on every eligible layer (the test models are small), and
+    with the default threshold (the stacked convolution on these small layers)."""
+    if request.param == "gauss-everywhere":
+        monkeypatch.setattr(complex_nn, "GAUSS_MIN_MACS", 1)
+    return request.param
 
 
 def _randomise_norms(model, seed=0):
@@ -135,10 +145,13 @@ def test_channel_mix_is_a_per_channel_2x2_map():
 @pytest.mark.parametrize("transposed", [False, True])
 @pytest.mark.parametrize("kernel,stride", [((7, 5), (2, 2)), ((5, 3), (2, 1)), ((1, 7), (1, 1))])
 @pytest.mark.parametrize("bias", [True, False])
-def test_gauss_convolution_matches_stacked_convolution(transposed, kernel, stride, bias):
+def test_gauss_convolution_matches_stacked_convolution(transposed, kernel, stride, bias,
+                                                      monkeypatch):
+    monkeypatch.setattr(complex_nn, "GAUSS_MIN_MACS", 1)
     torch.manual_seed(3)
     layer = (ComplexConvTranspose2d if transposed else ComplexConv2d)(
         3, 4, kernel, stride, (kernel[0] // 2, kernel[1] // 2), bias=bias).double()
+    assert layer.uses_gauss(torch.zeros(1, 6, 1, 1))
     if bias:
         with torch.no_grad():
             layer.bias_re.normal_(), layer.bias_im.normal_()
@@ -154,6 +167,30 @@ def test_gauss_convolution_matches_stacked_convolution(transposed, kernel, strid
         results.append([y, xi.grad] + [p.grad.clone() for p in layer.parameters()])
     for fast, ref in zip(*results):
         _close(fast, ref, 1e-12)
+
+
+def test_gauss_with_batch_norm_mix_matches_conv_then_affine(monkeypatch):
+    torch.manual_seed(10)
+    layer = ComplexConvTranspose2d(3, 4, (5, 3), (2, 1), (2, 1)).double()
+    bn = _randomise_norms(ComplexBatchNorm2d(4).double()).eval()
+    x = torch.randn(2, 6, 9, 7, dtype=torch.float64)
+    with torch.no_grad():
+        want = bn(layer.forward_stacked(x, (1, 0)))
+        monkeypatch.setattr(complex_nn, "GAUSS_MIN_MACS", 1)
+        _close(layer.forward_stacked(x, (1, 0), mix=bn.affine()), want, 1e-12)
+        monkeypatch.setattr(complex_nn, "GAUSS_MIN_MACS", 10 ** 9)
+        _close(layer.forward_stacked(x, (1, 0), mix=bn.affine()), want, 1e-12)
+
+
+def test_gauss_threshold_counts_multiply_adds_per_output():
+    x = torch.zeros(1, 2, 1, 1)
+    assert ComplexConv2d(64, 64, (5, 3)).uses_gauss(x)  # 64 * 15 = 960
+    assert ComplexConv2d(32, 32, (7, 5)).uses_gauss(x)
+    assert not ComplexConv2d(32, 32, (1, 7)).uses_gauss(x)  # 224: the elementwise work wins
+    assert not ComplexConv2d(1, 32, (7, 5)).uses_gauss(x)
+    assert not ComplexConvTranspose2d(64, 1, (7, 5)).uses_gauss(x)  # the mask layer
+    with fast_paths(False):
+        assert not ComplexConv2d(64, 64, (5, 3)).uses_gauss(x)
 
 
 @pytest.mark.parametrize("out_channels", [1, 2, 4])
@@ -176,7 +213,7 @@ def test_transposed_convolution_with_few_outputs_matches_functional(out_channels
 
 @pytest.mark.parametrize("network,batch_norm", [("complex", "complex"), ("complex", "naive"),
                                                 ("real", "complex")])
-def test_training_step_matches_reference(network, batch_norm):
+def test_training_step_matches_reference(network, batch_norm, gauss_threshold):
     torch.manual_seed(5)
     fast = dcu.DCUnet(MINI, network=network, batch_norm=batch_norm).double()
     ref = copy.deepcopy(fast)
@@ -199,7 +236,8 @@ def test_training_step_matches_reference(network, batch_norm):
 @pytest.mark.parametrize("network,batch_norm", [("complex", "complex"), ("complex", "naive"),
                                                 ("real", "naive")])
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-11), (torch.float32, 1e-4)])
-def test_inference_with_folded_batch_norm_matches_reference(network, batch_norm, dtype, tol):
+def test_inference_with_folded_batch_norm_matches_reference(network, batch_norm, dtype, tol,
+                                                             gauss_threshold):
     torch.manual_seed(6)
     model = _randomise_norms(dcu.DCUnet(MINI, network=network, batch_norm=batch_norm)).to(dtype).eval()
     wave = torch.randn(2, 4000, dtype=dtype) * 0.1
@@ -214,7 +252,7 @@ def test_inference_with_folded_batch_norm_matches_reference(network, batch_norm,
         _close(model(wave), want, tol)
 
 
-def test_folded_weights_follow_weight_changes():
+def test_folded_weights_follow_weight_changes(gauss_threshold):
     torch.manual_seed(7)
     model = _randomise_norms(dcu.DCUnet(MINI)).double().eval()
     wave = torch.randn(1, 4000, dtype=torch.float64) * 0.1
