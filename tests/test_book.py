@@ -371,6 +371,7 @@ def test_built_page_works_in_chromium(page, site, browser):
 
 @skip_book
 @pytest.mark.book
+@pytest.mark.timeout(3000)
 def test_built_book_has_every_chapter(html_dir):
     for page in PAGES:
         html = (html_dir / f"{page}.html")
