@@ -284,7 +284,8 @@ def bench_cli(argv: list[str]) -> int:
     p.add_argument("--batch-norm", default="complex", choices=["complex", "naive"])
     p.add_argument("--threads", type=int, help="torch threads (default: one per core)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes")
-    p.add_argument("--reference", action="store_true", help="time the reference code, fast paths off")
+    p.add_argument("--reference", action="store_true",
+                   help="time the reference code, fast paths off")
     args = p.parse_args(argv)
     if args.json and args.json.exists():
         p.error(f"{args.json} already exists; choose a new file name (results never overwrite)")

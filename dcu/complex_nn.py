@@ -14,45 +14,31 @@ On the stacked input ``[x; y]`` that is ONE real convolution with the block weig
 kernel call, which is much faster on CPUs and GPUs. The parameters are still the complex weight's
 real and imaginary parts ``A`` and ``B``.
 
-Fast paths. Complex batch norm in training runs as one autograd function with a hand-derived
-backward (a few passes over the data instead of ~60 small autograd ops); in eval mode without
-gradients it is a per-channel 2x2 affine map (:meth:`ComplexBatchNorm2d.affine`), which
-:mod:`dcu.unet` folds into the preceding convolution. ``with fast_paths(False):`` runs the plain
-reference code instead; tests check that both give the same outputs and gradients.
+Fast paths (:mod:`dcu.fastpaths`): Gauss's three-convolution trick, complex batch norm as one
+autograd function, the eval-mode batch norm as a per-channel affine map
+(:meth:`ComplexBatchNorm2d.affine`) that :mod:`dcu.unet` folds into the convolution.
+``with fast_paths(False):`` runs the plain reference code written here instead; tests check that
+both give the same outputs and gradients.
 
 Book: book/03_complex_layers.ipynb
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dcu.fastpaths import (ComplexBatchNormFunction, bn_matrix, channel_mix,
+                           conv_transpose2d, fast_paths, fast_paths_enabled, gauss_conv,
+                           gauss_pays, inverse_sqrt_2x2)
 
-_FAST_PATHS = True
-#: complex multiply-adds per output value from which Gauss's trick is used (see uses_gauss)
-GAUSS_MIN_MACS = 256
-
-
-@contextlib.contextmanager
-def fast_paths(enabled: bool = True):
-    """Context manager: use the optimised implementations (default) or the reference code."""
-    global _FAST_PATHS
-    previous, _FAST_PATHS = _FAST_PATHS, bool(enabled)
-    try:
-        yield
-    finally:
-        _FAST_PATHS = previous
-
-
-def fast_paths_enabled() -> bool:
-    """Whether the optimised implementations are on (see :func:`fast_paths`)."""
-    return _FAST_PATHS
-
+__all__ = ["to_stacked", "from_stacked", "ComplexConv2d", "ComplexConvTranspose2d",
+           "ComplexLeakyReLU", "ComplexBatchNorm2d", "NaiveComplexBatchNorm2d", "BATCH_NORMS",
+           "batch_norm_affine", "channel_mix", "conv_transpose2d", "fast_paths",
+           "fast_paths_enabled"]
 
 def to_stacked(z: torch.Tensor) -> torch.Tensor:
     """``(B, C, ...) complex`` -> ``(B, 2C, ...) real`` with real parts first."""
@@ -149,47 +135,15 @@ class _ComplexConvBase(nn.Module):
         (complex input channels x kernel taps >= 256): below that its extra elementwise passes
         cost more than the quarter of the multiply-adds it saves. GPUs run one large
         convolution best."""
-        return (_FAST_PATHS and s.device.type == "cpu" and self.out_channels > 1
-                and self.in_channels * math.prod(self.kernel_size) >= GAUSS_MIN_MACS)
+        return gauss_pays(s, self.in_channels, self.out_channels, self.kernel_size)
 
     def _forward_gauss(self, s, output_padding, mix=None):
-        a, b = self.weight_re, self.weight_im
-        c, co = self.in_channels, self.out_channels
-        if self.transposed:
-            conv = lambda x, w, bias, groups: F.conv_transpose2d(  # noqa: E731
-                x, w, bias, self.stride, self.padding, output_padding, groups)
-        else:
-            conv = lambda x, w, bias, groups: F.conv2d(  # noqa: E731
-                x, w, bias, self.stride, self.padding, 1, groups)
-        bias12 = bias3 = None
-        if self.bias_re is not None:  # t1 carries bias_re, t3 carries bias_re + bias_im
-            bias12 = torch.cat([self.bias_re, torch.zeros_like(self.bias_im)])
-            bias3 = self.bias_re + self.bias_im
-        t12 = conv(s, torch.cat([a, b]), bias12, 2)
-        t3 = conv(s[:, :c] + s[:, c:], a + b, bias3, 1)
-        t1, t2 = t12[:, :co], t12[:, co:]
-        if mix is not None:  # y_p = A_p0 (t1 - t2) + A_p1 (t3 - t1 - t2) + shift_p
-            m, shift = mix
-            coef12 = torch.stack([m[:, 0] - m[:, 1], -(m[:, 0] + m[:, 1])], dim=1)
-            return channel_mix([(coef12, t12), (m[:, 1:], t3)], shift)
-        return torch.cat([t1 - t2, t3 - (t1 + t2)], 1)
+        return gauss_conv(s, self.weight_re, self.weight_im, self.bias_re, self.bias_im,
+                          self.transposed, self.stride, self.padding, output_padding, mix)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding}")
-
-
-def conv_transpose2d(x, weight, bias, stride, padding, output_padding) -> torch.Tensor:
-    """``F.conv_transpose2d``; with the fast paths on a CPU, layers with at most 4 output channels
-    (DCUnet's mask layer) use PyTorch's GEMM + col2im kernel, 2-4x faster there than oneDNN's.
-    The backward pass is the same either way. Traced or compiled code (ONNX export,
-    ``torch.compile``) gets the standard operator."""
-    if (_FAST_PATHS and x.device.type == "cpu" and weight.shape[1] <= 4
-            and not torch.jit.is_tracing() and not torch.compiler.is_compiling()):
-        return torch.ops.aten.slow_conv_transpose2d(x, weight, list(weight.shape[2:]), bias,
-                                                    list(stride), list(padding),
-                                                    list(output_padding), [1, 1])
-    return F.conv_transpose2d(x, weight, bias, stride, padding, output_padding)
 
 
 class ComplexConv2d(_ComplexConvBase):
@@ -248,7 +202,7 @@ class ComplexBatchNorm2d(nn.Module):
 
     def whitening(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Entries ``(W_rr, W_ri, W_ii)`` of ``V^{-1/2}`` from the running covariance."""
-        return _inverse_sqrt_2x2(*(self.running_covar + self._eps_vec()))
+        return inverse_sqrt_2x2(*(self.running_covar + self._eps_vec()))
 
     def _eps_vec(self) -> torch.Tensor:
         return torch.tensor([self.eps, 0.0, self.eps], device=self.running_covar.device,
@@ -259,15 +213,15 @@ class ComplexBatchNorm2d(nn.Module):
 
         ``A[p, q]`` maps part ``q`` (0 real, 1 imaginary) of the input to part ``p`` of the output.
         """
-        a = _bn_matrix(self.weight, self.running_covar + self._eps_vec())
+        a = bn_matrix(self.weight, self.running_covar + self._eps_vec())
         return a, self.bias - torch.einsum("pqc,qc->pc", a, self.running_mean)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s, was_complex = _as_stacked(x, self.num_features, type(self).__name__)
-        if not _FAST_PATHS:
+        if not fast_paths_enabled():
             out = self._forward_reference(s)
         elif self.training:
-            out, mean, cov = _ComplexBatchNormFunction.apply(s, self.weight, self.bias, self.eps)
+            out, mean, cov = ComplexBatchNormFunction.apply(s, self.weight, self.bias, self.eps)
             with torch.no_grad():
                 n = s.numel() / self.num_features / 2
                 self.running_mean.lerp_(mean, self.momentum)
@@ -305,111 +259,12 @@ class ComplexBatchNorm2d(nn.Module):
             mr, mi = self.running_mean
             cr, ci = re - mr.view(view), im - mi.view(view)
             vrr, vri, vii = self.running_covar + self._eps_vec()
-        wrr, wri, wii = (w.view(view) for w in _inverse_sqrt_2x2(vrr, vri, vii))
+        wrr, wri, wii = (w.view(view) for w in inverse_sqrt_2x2(vrr, vri, vii))
         xr = wrr * cr + wri * ci
         xi = wri * cr + wii * ci
         grr, gri, gii = (g.view(view) for g in self.weight)
         br, bi = (b.view(view) for b in self.bias)
         return torch.cat([grr * xr + gri * xi + br, gri * xr + gii * xi + bi], dim=1)
-
-
-def _bn_matrix(gamma: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
-    """``A = Gamma V^{-1/2}`` as ``(2, 2, C)`` from gamma rows (rr, ri, ii) and V rows (rr, ri, ii)."""
-    wrr, wri, wii = _inverse_sqrt_2x2(*cov)
-    grr, gri, gii = gamma
-    return torch.stack([torch.stack([grr * wrr + gri * wri, grr * wri + gri * wii]),
-                        torch.stack([gri * wrr + gii * wri, gri * wri + gii * wii])])
-
-
-def channel_mix(terms, shift: torch.Tensor | None = None) -> torch.Tensor:
-    """``out_p = sum over (A, x) in terms of sum_q A[p, q] * x_q  (+ shift_p)``, per channel.
-
-    Each ``A`` is ``(2, Q, C)`` and its ``x`` stacks ``Q`` parts of ``C`` channels,
-    ``(batch, Q * C, freq, frames)``; ``shift`` is ``(2, C)``; the output stacks 2 parts, in the
-    memory layout of the first ``x``. A few fused multiply-adds into one new tensor; not
-    differentiable (used inside autograd functions and without autograd).
-    """
-    first = terms[0][1]
-    c = terms[0][0].shape[-1]
-    layout = (torch.channels_last if first.is_contiguous(memory_format=torch.channels_last)
-              and not first.is_contiguous() else torch.contiguous_format)
-    out = torch.empty((first.shape[0], 2 * c, *first.shape[2:]), dtype=first.dtype,
-                      device=first.device, memory_format=layout)
-    view = (1, c, 1, 1)
-    for p in range(2):
-        o = out[:, p * c:(p + 1) * c]
-        started = False
-        for a, x in terms:
-            for q in range(a.shape[1]):
-                part, coef = x[:, q * c:(q + 1) * c], a[p, q].view(view)
-                if started:
-                    o.addcmul_(part, coef)
-                elif shift is not None:
-                    torch.addcmul(shift[p].view(view), part, coef, out=o)
-                else:
-                    torch.mul(part, coef, out=o)
-                started = True
-    return out
-
-
-class _ComplexBatchNormFunction(torch.autograd.Function):
-    """Training-mode complex batch norm with a hand-derived backward.
-
-    Per channel, with centred ``xc`` (2 x N), ``V = xc xc^T / N + eps I`` and ``A = Gamma V^{-1/2}``,
-    the output is ``y = A xc + beta``. Given ``gy``: ``gbeta = sum gy``, ``gA = gy xc^T``; the 2x2
-    chain rule through ``A(Gamma, V)`` runs on tiny tensors with autograd; then
-    ``gx = A^T gy + S xc - A^T gbeta / N`` with ``S`` from ``dL/dV`` (the centring's gradient).
-    Returns ``(out, batch mean (2, C), batch covariance with eps (3, C))``.
-    """
-
-    @staticmethod
-    def forward(ctx, s, weight, bias, eps):
-        c = s.shape[1] // 2
-        n = s.numel() // (2 * c)
-        mean = s.mean((0, 2, 3))
-        xc = s - mean.view(1, 2 * c, 1, 1)
-        gram = _channel_gram(xc, xc) / n
-        cov = torch.stack([gram[:, 0, 0] + eps, gram[:, 0, 1], gram[:, 1, 1] + eps])
-        a = _bn_matrix(weight, cov)
-        out = channel_mix([(a, xc)], bias)
-        ctx.save_for_backward(xc, weight, cov, a)
-        mean = mean.view(2, c)
-        ctx.mark_non_differentiable(mean, cov)
-        return out, mean, cov
-
-    @staticmethod
-    def backward(ctx, gy, _gmean, _gcov):
-        xc, weight, cov, a = ctx.saved_tensors
-        c = xc.shape[1] // 2
-        n = xc.numel() // (2 * c)
-        gbias = gy.sum((0, 2, 3)).view(2, c)
-        ga = _channel_gram(gy, xc).permute(1, 2, 0)  # ga[p, q] = sum gy_p * xc_q
-        with torch.enable_grad():
-            g, v = weight.detach().requires_grad_(), cov.detach().requires_grad_()
-            gweight, gcov = torch.autograd.grad(_bn_matrix(g, v), (g, v), ga)
-        # dV/dxc: V_rr = mean(cr^2), V_ri = mean(cr ci), V_ii = mean(ci^2)
-        s_mat = torch.stack([torch.stack([2 * gcov[0], gcov[1]]),
-                             torch.stack([gcov[1], 2 * gcov[2]])]) / n
-        a_t = a.transpose(0, 1)
-        shift = -torch.einsum("pqc,qc->pc", a_t, gbias) / n
-        gx = channel_mix([(a_t, gy), (s_mat, xc)], shift)
-        return gx, gweight, gbias, None
-
-
-def _channel_gram(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``G[c, p, q] = sum over (batch, freq, frames) of u_p * v_q`` for stacked ``u, v`` -> (C, 2, 2)."""
-    c = u.shape[1] // 2
-    parts = lambda x: (x[:, :c], x[:, c:])  # noqa: E731
-    return torch.stack([torch.stack([(up * vq).sum((0, 2, 3)) for vq in parts(v)], -1)
-                        for up in parts(u)], 1)
-
-
-def _inverse_sqrt_2x2(vrr, vri, vii):
-    """Closed-form inverse square root of the SPD matrix [[vrr, vri], [vri, vii]]."""
-    s = torch.sqrt(vrr * vii - vri * vri)
-    t = torch.sqrt(vrr + vii + 2 * s)
-    inv = 1.0 / (s * t)
-    return (vii + s) * inv, -vri * inv, (vrr + s) * inv
 
 
 class NaiveComplexBatchNorm2d(nn.Module):

@@ -51,7 +51,7 @@ class SpectrogramNetwork(nn.Module):
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, seconds: float = 2.0) -> Path:
-    """Write ``model``'s spectrogram network to ``path`` (a new file), traced on ``seconds`` of audio.
+    """Write ``model``'s spectrogram network to ``path`` (a new file), traced on ``seconds``.
 
     Batch norm is folded into the convolutions (the eval-mode fast path), so the graph holds only
     convolutions, leaky ReLUs, concatenations and the mask. Returns the path written.
@@ -116,14 +116,15 @@ class OnnxEnhancer:
 
     def __call__(self, waveform):
         is_numpy = not isinstance(waveform, torch.Tensor)
-        x = torch.as_tensor(np.asarray(waveform, dtype=np.float32) if is_numpy else waveform).float()
+        x = torch.as_tensor(np.asarray(waveform, np.float32) if is_numpy else waveform).float()
         if x.dim() not in (1, 2) or x.shape[-1] == 0:
             raise ValueError(f"expected (time,) or (batch, time) audio, got shape {tuple(x.shape)}")
         squeeze = x.dim() == 1
         x = x.reshape(-1, x.shape[-1])
         n, m = x.shape[-1], self.meta
         length = padded_length(n, m["frame_multiple"], m["hop_length"])
-        spec = compute_stft(torch.nn.functional.pad(x, (0, length - n)), m["n_fft"], m["hop_length"])
+        x = torch.nn.functional.pad(x, (0, length - n))
+        spec = compute_stft(x, m["n_fft"], m["hop_length"])
         stacked = torch.stack([spec.real, spec.imag], dim=1).numpy()
         est = torch.from_numpy(self.enhance_spectrogram(stacked))
         out = compute_istft(torch.complex(est[:, 0], est[:, 1]), length, m["n_fft"],
@@ -158,5 +159,6 @@ def export_cli(argv: list[str]) -> int:
         want = model(wave)
     got = OnnxEnhancer(args.onnx)(wave)
     err = (got - want).abs().max().item() / max(want.abs().max().item(), 1e-12)
-    print(f"onnxruntime vs PyTorch on {args.seconds:g} s of noise: max relative difference {err:.1e}")
+    print(f"onnxruntime vs PyTorch on {args.seconds:g} s of noise: "
+          f"max relative difference {err:.1e}")
     return 0

@@ -48,7 +48,8 @@ def test_alternate_runs_every_callable_round_robin():
     times = bench.alternate({"a": lambda: order.append("a"), "b": lambda: order.append("b")},
                             reps=3, warmup=1)
     assert order == ["a", "b"] + ["a", "b"] * 3
-    assert [len(v) for v in times.values()] == [3, 3] and all(t >= 0 for v in times.values() for t in v)
+    assert [len(v) for v in times.values()] == [3, 3]
+    assert all(t >= 0 for v in times.values() for t in v)
 
 
 def test_training_step_trains_and_inference_call_is_pure():

@@ -1,6 +1,6 @@
 """Every fast path equals the reference code (``fast_paths(False)``) within float tolerance.
 
-The fast paths (dcu.complex_nn, dcu.unet): complex batch norm as one autograd function, Gauss's
+The fast paths (dcu.fastpaths, used by dcu.complex_nn and dcu.unet): complex batch norm as one autograd function, Gauss's
 three-convolution complex convolution, PyTorch's GEMM kernel for transposed convolutions with few
 output channels, batch norm folded into the convolution at inference, channels-last inference
 and in-place activations. Each is compared with the plain code on the same weights and inputs,
@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import dcu
-from dcu import complex_nn
+from dcu import fastpaths
 from dcu.architectures import Architecture
 from dcu.complex_nn import (ComplexBatchNorm2d, ComplexConv2d, ComplexConvTranspose2d,
                             channel_mix, conv_transpose2d, fast_paths, fast_paths_enabled)
@@ -42,7 +42,7 @@ def gauss_threshold(request, monkeypatch):
     """Run a test with Gauss's trick on every eligible layer (the test models are small), and
     with the default threshold (the stacked convolution on these small layers)."""
     if request.param == "gauss-everywhere":
-        monkeypatch.setattr(complex_nn, "GAUSS_MIN_MACS", 1)
+        monkeypatch.setattr(fastpaths, "GAUSS_MIN_MACS", 1)
     return request.param
 
 
@@ -147,7 +147,7 @@ def test_channel_mix_is_a_per_channel_2x2_map():
 @pytest.mark.parametrize("bias", [True, False])
 def test_gauss_convolution_matches_stacked_convolution(transposed, kernel, stride, bias,
                                                       monkeypatch):
-    monkeypatch.setattr(complex_nn, "GAUSS_MIN_MACS", 1)
+    monkeypatch.setattr(fastpaths, "GAUSS_MIN_MACS", 1)
     torch.manual_seed(3)
     layer = (ComplexConvTranspose2d if transposed else ComplexConv2d)(
         3, 4, kernel, stride, (kernel[0] // 2, kernel[1] // 2), bias=bias).double()
@@ -176,9 +176,9 @@ def test_gauss_with_batch_norm_mix_matches_conv_then_affine(monkeypatch):
     x = torch.randn(2, 6, 9, 7, dtype=torch.float64)
     with torch.no_grad():
         want = bn(layer.forward_stacked(x, (1, 0)))
-        monkeypatch.setattr(complex_nn, "GAUSS_MIN_MACS", 1)
+        monkeypatch.setattr(fastpaths, "GAUSS_MIN_MACS", 1)
         _close(layer.forward_stacked(x, (1, 0), mix=bn.affine()), want, 1e-12)
-        monkeypatch.setattr(complex_nn, "GAUSS_MIN_MACS", 10 ** 9)
+        monkeypatch.setattr(fastpaths, "GAUSS_MIN_MACS", 10 ** 9)
         _close(layer.forward_stacked(x, (1, 0), mix=bn.affine()), want, 1e-12)
 
 

@@ -95,7 +95,8 @@ def report(res: dict) -> str:
             ratio = "" if name == "asteroid" else f"  x{ast / med:.2f}"
             lines.append(f"  {what:<9} {name:<16} {med:8.3f} [{min(ts):.3f}]{ratio}")
     for name, mib in res["memory"].items():
-        ratio = "" if name == "asteroid" else f"  ({mib / res['memory']['asteroid']:.2f} of asteroid's)"
+        share = mib / res["memory"]["asteroid"]
+        ratio = "" if name == "asteroid" else f"  ({share:.2f} of asteroid's)"
         lines.append(f"  peak mem  {name:<16} {mib:8.0f} MiB{ratio}")
     return "\n".join(lines)
 
