@@ -26,6 +26,7 @@ COMMANDS = {
     "data": ("dcu.download", "data_cli", "download the full corpus, or describe the shipped one"),
     "bench": ("dcu.bench", "bench_cli", "speed and memory of each architecture"),
     "export": ("dcu.export", "export_cli", "export a model to ONNX"),
+    "ablation": ("dcu.ablation", "ablation_cli", "rerun the paper's ablations at small scale"),
 }
 
 
