@@ -260,7 +260,7 @@ class Trainer:
         if self.rank == 0:
             (self.out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
         start, self._last_save = time.time(), time.time()
-        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {cfg.arch}",
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {self.model.config.arch}",
                    disable=not self.progress or self.rank != 0, dynamic_ncols=True)
         running, kill_at = [], int(os.environ.get("DCU_TEST_KILL_AT_STEP", "0"))
         self.net.train()
