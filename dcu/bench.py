@@ -14,7 +14,8 @@ hardware does per second; it is a speed, comparable across implementations of th
 Peak memory: ``tracemalloc`` does not see PyTorch's allocations, so each measurement runs in a
 fresh child process that builds the model and the batch, reads its resident set size, runs the
 training steps, and reports the high-water mark (``getrusage`` ``ru_maxrss``) minus that
-baseline: activations, gradients and optimiser state, as the operating system sees them.
+baseline: activations, gradients and optimiser state, as the operating system sees them
+(glibc's default malloc settings there, see :func:`peak_training_memory`).
 
 Book: book/06_architectures.ipynb
 """
@@ -121,21 +122,26 @@ def count_forward_flops(model: torch.nn.Module, num_samples: int) -> int:
     return counter.get_total_flops()
 
 
-def _timed(fn) -> float:
-    start = time.perf_counter()
+def _timed(fn, clock=time.perf_counter) -> float:
+    start = clock()
     fn()
-    return time.perf_counter() - start
+    return clock() - start
 
 
-def alternate(fns: dict, reps: int, warmup: int = 1) -> dict[str, list[float]]:
-    """Time each callable ``reps`` times, round-robin (so drifting load hits all alike)."""
+def alternate(fns: dict, reps: int, warmup: int = 1, clock=time.perf_counter
+              ) -> dict[str, list[float]]:
+    """Time each callable ``reps`` times, round-robin (so drifting load hits all alike).
+
+    ``clock=time.process_time`` measures this process's CPU time instead of wall time: with one
+    thread it is the compute time, unaffected by other processes sharing the cores.
+    """
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     times = {name: [] for name in fns}
     for _ in range(reps):
         for name, fn in fns.items():
-            times[name].append(_timed(fn))
+            times[name].append(_timed(fn, clock))
     return times
 
 
@@ -183,12 +189,16 @@ def build_dcunet(arch: str, batch_norm: str = "complex") -> torch.nn.Module:
 def peak_training_memory(builder: str, kwargs: dict, batch: int = 8, seconds: float = 2.0,
                          steps: int = 2, threads: int | None = None, reference: bool = False,
                          forward: str | None = None, path: str | None = None,
-                         keep_freed_memory: bool = True) -> float:
+                         keep_freed_memory: bool = False) -> float:
     """Peak extra memory (MiB) of ``steps`` training steps, measured in a fresh child process.
 
     ``builder`` is ``"module:function"`` returning the model from ``**kwargs``; ``forward``
     optionally names ``"module:function"`` making the ``forward`` adapter from the model;
     ``path`` is put on the child's ``sys.path`` first (for builders outside the package).
+    The child runs with glibc's default malloc settings (``keep_freed_memory=False``), which hand
+    large freed blocks back to the kernel, so its resident size follows the live tensors; with
+    :func:`tune_cpu`'s ``keep_freed_memory`` a process keeps its high-water mark instead (measured
+    here: 10-25% more for a DCUnet-10 training step, depending on how the heap fragments).
     """
     job = dict(builder=builder, kwargs=kwargs, batch=batch, seconds=seconds, steps=steps,
                threads=threads, reference=reference, forward=forward, path=path,
@@ -229,8 +239,23 @@ def _memory_child(job: dict) -> None:
     print(json.dumps({"peak_mib": (peak - base) / 1024}))
 
 
+def compiled_training(arch: str, batch_norm: str, reps: int, reference: bool) -> dict:
+    """Training with the network (STFT to mask) under ``torch.compile``: the first step's time
+    (mostly compilation) and the steady step time. Measured on the 2-core AMD EPYC this was
+    written on: about a minute to compile DCUnet-10 and each step 30% slower than eager, so dcu
+    does not compile by default; on other machines this tells whether it pays."""
+    model = build_dcunet(arch, batch_norm)
+    model._mask_parts = torch.compile(model._mask_parts, dynamic=False)
+    step = training_step(model)
+    with fast_paths(not reference):
+        first = _timed(step)
+        steady = alternate({"c": step}, reps, warmup=0)["c"]
+    return {"compile_first_step_seconds": first,
+            "train_step_compiled_median": statistics.median(steady)}
+
+
 def bench_arch(arch: str, reps: int, memory: bool, batch_norm: str, threads, reference: bool,
-               peak: float) -> dict:
+               peak: float, compile_network: bool = False) -> dict:
     """All figures for one architecture (see the module docstring)."""
     model = build_dcunet(arch, batch_norm)
     clip = 10 * SAMPLE_RATE
@@ -246,6 +271,8 @@ def bench_arch(arch: str, reps: int, memory: bool, batch_norm: str, threads, ref
            "inference_gflops": infer_flops / 1e9 / statistics.median(infer),
            "train_gflops": train_flops / 1e9 / statistics.median(train),
            "matmul_peak_gflops": peak}
+    if compile_network:
+        row.update(compiled_training(arch, batch_norm, reps, reference))
     if memory:
         row["peak_train_mib"] = peak_training_memory(
             "dcu.bench:build_dcunet", {"arch": arch, "batch_norm": batch_norm},
@@ -284,6 +311,8 @@ def bench_cli(argv: list[str]) -> int:
     p.add_argument("--batch-norm", default="complex", choices=["complex", "naive"])
     p.add_argument("--threads", type=int, help="torch threads (default: one per core)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes")
+    p.add_argument("--compile", action="store_true",
+                   help="also time training with torch.compile (compile time and step time)")
     p.add_argument("--reference", action="store_true",
                    help="time the reference code, fast paths off")
     args = p.parse_args(argv)
@@ -300,8 +329,11 @@ def bench_cli(argv: list[str]) -> int:
     rows = []
     for arch in archs:
         rows.append(bench_arch(arch, reps, not args.no_memory, args.batch_norm, args.threads,
-                               args.reference, peak))
+                               args.reference, peak, args.compile))
         print(format_row(rows[-1]), flush=True)
+        if args.compile:
+            print(f"{'':<16} torch.compile: first step {rows[-1]['compile_first_step_seconds']:.0f}"
+                  f" s, then {rows[-1]['train_step_compiled_median']:.2f} s per step", flush=True)
     if args.json:
         report = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
                               "cpu_count": os.cpu_count(), "torch": torch.__version__,

@@ -6,16 +6,17 @@ script alone, beside the pinned torch (``--no-deps`` keeps pip away from torch):
     pip install asteroid==0.7.0 --no-deps asteroid-filterbanks==0.4.0 huggingface_hub
     python tests/benchmarks/compare_asteroid.py                     # DCUnet-10, -16, -20
     python tests/benchmarks/compare_asteroid.py --arch DCUnet-10 --reps 5 --json cmp.json
+    python tests/benchmarks/compare_asteroid.py --threads 1 --cpu-time   # on a shared machine
 
 Same architecture, same input, same loss (wSDR) and optimiser (Adam) for every model. asteroid
 normalises the real and imaginary parts separately, so dcu runs twice: with
 ``batch_norm="naive"`` (the like-for-like comparison) and with the paper's ``"complex"``
 batch norm. Timings alternate between the models, repetition by repetition, so a change in
 machine load hits all of them alike; the table shows medians (and minima) and the ratios
-asteroid / dcu. Peak memory of a training step is measured in a fresh child process per model
-(see :mod:`dcu.bench`). Every model runs under the same process settings
-(:func:`dcu.bench.tune_cpu`: flush denormals, keep freed memory; ``--default-malloc`` turns
-the latter off for both).
+asteroid / dcu. Peak memory of a training step is measured in a fresh child process per model, with glibc's
+default malloc settings (see :func:`dcu.bench.peak_training_memory`). Every model is timed under
+the same process settings (:func:`dcu.bench.tune_cpu`: flush denormals, keep freed memory;
+``--default-malloc`` turns the latter off for all of them).
 
 Book: book/06_architectures.ipynb (speed)
 """
@@ -25,6 +26,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -54,7 +57,7 @@ def asteroid_forward(model):
 
 
 def compare(arch: str, reps: int, memory: bool, threads, with_reference: bool,
-            keep_freed_memory: bool = True) -> dict:
+            clock=time.perf_counter, onnx: bool = False) -> dict:
     models = {"dcu-naive": bench.build_dcunet(arch, "naive"),
               "dcu-complex": bench.build_dcunet(arch, "complex"),
               "asteroid": build_asteroid(arch)}
@@ -66,17 +69,23 @@ def compare(arch: str, reps: int, memory: bool, threads, with_reference: bool,
         step, call = bench.training_step(ref), bench.inference_call(ref)
         train["dcu-complex-ref"] = lambda: _reference(step)
         infer["dcu-complex-ref"] = lambda: _reference(call)
-    out = {"arch": arch, "train": bench.alternate(train, reps),
-           "inference": bench.alternate(infer, reps), "memory": {}}
+    if onnx:  # the same network exported to ONNX, run by onnxruntime
+        from dcu.export import OnnxEnhancer, export_onnx
+
+        with tempfile.TemporaryDirectory() as tmp:
+            runner = OnnxEnhancer(export_onnx(models["dcu-complex"], Path(tmp) / "m.onnx"),
+                                  threads=threads)
+        wave = torch.randn(1, 160000, generator=torch.Generator().manual_seed(0)) * 0.1
+        infer["dcu-complex-onnx"] = lambda: runner(wave)
+    out = {"arch": arch, "train": bench.alternate(train, reps, clock=clock),
+           "inference": bench.alternate(infer, reps, clock=clock), "memory": {}}
     if memory:
         for name, kind in (("dcu-naive", "naive"), ("dcu-complex", "complex")):
             out["memory"][name] = bench.peak_training_memory(
-                "dcu.bench:build_dcunet", {"arch": arch, "batch_norm": kind}, threads=threads,
-                keep_freed_memory=keep_freed_memory)
+                "dcu.bench:build_dcunet", {"arch": arch, "batch_norm": kind}, threads=threads)
         out["memory"]["asteroid"] = bench.peak_training_memory(
             "compare_asteroid:build_asteroid", {"arch": arch}, threads=threads,
-            forward="compare_asteroid:asteroid_forward", path=str(HERE),
-            keep_freed_memory=keep_freed_memory)
+            forward="compare_asteroid:asteroid_forward", path=str(HERE))
     return out
 
 
@@ -110,6 +119,11 @@ def main(argv=None) -> int:
     p.add_argument("--no-memory", action="store_true")
     p.add_argument("--with-reference", action="store_true",
                    help="also time dcu's reference code (fast paths off)")
+    p.add_argument("--onnx", action="store_true",
+                   help="also time dcu-complex exported to ONNX on onnxruntime (inference)")
+    p.add_argument("--cpu-time", action="store_true",
+                   help="time CPU seconds of this process instead of wall seconds (use with "
+                        "--threads 1 on a shared machine: other processes then do not count)")
     p.add_argument("--default-malloc", action="store_true",
                    help="leave glibc's malloc settings alone (for every model)")
     args = p.parse_args(argv)
@@ -126,10 +140,13 @@ def main(argv=None) -> int:
     results = []
     for arch in args.arch:
         results.append(compare(arch, args.reps, not args.no_memory, args.threads,
-                               args.with_reference, not args.default_malloc))
+                               args.with_reference,
+                               time.process_time if args.cpu_time else time.perf_counter,
+                               args.onnx))
         print(report(results[-1]), flush=True)
     if args.json:
-        bench.write_json_atomic(args.json, {"settings": settings, "results": results})
+        bench.write_json_atomic(args.json, {"settings": {**settings, "cpu_time": args.cpu_time},
+                                            "results": results})
     return 0
 
 
