@@ -13,8 +13,7 @@ hardware does per second; it is a speed, comparable across implementations of th
 
 Peak memory: ``tracemalloc`` does not see PyTorch's allocations, so each measurement runs in a
 fresh child process that builds the model and the batch, reads its resident set size, runs the
-training steps, and reports the high-water mark (``getrusage`` ``ru_maxrss``) minus that
-baseline: activations, gradients and optimiser state, as the operating system sees them
+training steps, and reports the high-water mark (Linux's ``VmHWM``) minus that baseline: activations, gradients and optimiser state, as the operating system sees them
 (glibc's default malloc settings there, see :func:`peak_training_memory`).
 
 Book: book/06_architectures.ipynb
@@ -224,6 +223,30 @@ def _rss_kib() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
 
 
+def _peak_rss_kib() -> int:
+    """High-water resident size of this process's memory since exec (or the last reset).
+
+    Linux's ``VmHWM``; not ``getrusage``'s ``ru_maxrss``, which a child inherits from its
+    parent across fork and exec (a child of a big process would report the parent's size).
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+
+
+def _reset_peak_rss() -> None:
+    try:  # "5" resets VmHWM to the current resident size (Linux >= 4.0)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
 def _memory_child(job: dict) -> None:
     if job.get("path"):
         sys.path.insert(0, job["path"])
@@ -231,12 +254,12 @@ def _memory_child(job: dict) -> None:
     model = _resolve(job["builder"])(**job["kwargs"])
     forward = _resolve(job["forward"])(model) if job.get("forward") else None
     step = training_step(model, job["batch"], job["seconds"], forward)
+    _reset_peak_rss()
     base = _rss_kib()
     with fast_paths(not job.get("reference")):
         for _ in range(job["steps"]):
             step()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    print(json.dumps({"peak_mib": (peak - base) / 1024}))
+    print(json.dumps({"peak_mib": (_peak_rss_kib() - base) / 1024}))
 
 
 def compiled_training(arch: str, batch_norm: str, reps: int, reference: bool) -> dict:
