@@ -48,9 +48,11 @@ def gauss_pays(s: torch.Tensor, in_channels: int, out_channels: int, kernel_size
     """Gauss's trick pays on CPUs for layers with many multiply-adds per output value
     (complex input channels x kernel taps >= :data:`GAUSS_MIN_MACS`): below that its extra
     elementwise passes cost more than the quarter of the multiply-adds it saves. GPUs run one
-    large convolution best."""
+    large convolution best; traced and compiled code (ONNX export, ``torch.compile``) gets the
+    plain convolution, for the compiler to schedule."""
     return (_FAST_PATHS and s.device.type == "cpu" and out_channels > 1
-            and in_channels * math.prod(kernel_size) >= GAUSS_MIN_MACS)
+            and in_channels * math.prod(kernel_size) >= GAUSS_MIN_MACS
+            and not torch.jit.is_tracing() and not torch.compiler.is_compiling())
 
 
 def gauss_conv(s, a, b, bias_re, bias_im, transposed, stride, padding, output_padding=(0, 0),

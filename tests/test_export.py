@@ -81,3 +81,14 @@ def test_export_cli_from_a_checkpoint(tiny_model, tmp_path, capsys):
     assert out.exists() and "max relative difference" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         export_cli(["--onnx", str(out), "--model", str(ckpt)])
+
+
+def test_export_of_layers_that_use_gauss_eagerly(tiny_model, tmp_path, monkeypatch):
+    from dcu import fastpaths
+
+    monkeypatch.setattr(fastpaths, "GAUSS_MIN_MACS", 1)  # eager inference uses Gauss's trick
+    path = export_onnx(tiny_model, tmp_path / "gauss.onnx", seconds=0.5)
+    wave = torch.randn(2, 9000, generator=torch.Generator().manual_seed(2)) * 0.1
+    with torch.inference_mode():
+        want = tiny_model(wave)
+    assert _rel(OnnxEnhancer(path)(wave), want) < 1e-5
