@@ -145,17 +145,18 @@ def test_channel_mix_is_a_per_channel_2x2_map():
 @pytest.mark.parametrize("transposed", [False, True])
 @pytest.mark.parametrize("kernel,stride", [((7, 5), (2, 2)), ((5, 3), (2, 1)), ((1, 7), (1, 1))])
 @pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("cin,cout", [(3, 4), (16, 32)])  # separate / grouped t1 and t2
 def test_gauss_convolution_matches_stacked_convolution(transposed, kernel, stride, bias,
-                                                      monkeypatch):
+                                                      cin, cout, monkeypatch):
     monkeypatch.setattr(fastpaths, "GAUSS_MIN_MACS", 1)
     torch.manual_seed(3)
     layer = (ComplexConvTranspose2d if transposed else ComplexConv2d)(
-        3, 4, kernel, stride, (kernel[0] // 2, kernel[1] // 2), bias=bias).double()
-    assert layer.uses_gauss(torch.zeros(1, 6, 1, 1))
+        cin, cout, kernel, stride, (kernel[0] // 2, kernel[1] // 2), bias=bias).double()
+    assert layer.uses_gauss(torch.zeros(1, 2 * cin, 1, 1))
     if bias:
         with torch.no_grad():
             layer.bias_re.normal_(), layer.bias_im.normal_()
-    x = torch.randn(2, 6, 9, 7, dtype=torch.float64)
+    x = torch.randn(2, 2 * cin, 9, 7, dtype=torch.float64)
     out_pad = (stride[0] - 1, 0) if transposed else (0, 0)
     results = []
     for enabled in (True, False):
