@@ -263,8 +263,12 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {self.model.config.arch}",
                    disable=not self.progress or self.rank != 0, dynamic_ncols=True)
         running, kill_at = [], int(os.environ.get("DCU_TEST_KILL_AT_STEP", "0"))
+        if self.cfg.init and self.step == 0 and not self.history:
+            # Fine-tuning: score the starting weights first, so best.pt is never worse than them.
+            self._validate_and_log(valid_pairs, running, start)
         self.net.train()
         batches = self._batches(train_set)
+        budget_fitted = bool(self.step)
         while self.step < cfg.steps:
             noisy, clean = next(batches)
             noisy, clean = noisy.to(self.device, non_blocking=True), clean.to(self.device, non_blocking=True)
@@ -285,11 +289,12 @@ class Trainer:
             self.step += 1
             running.append(loss.item())
             bar.update(1)
-            if cfg.time_budget_minutes and not self.history:
+            if cfg.time_budget_minutes and not budget_fitted:
                 if self.step == 20:
                     self._t20 = time.time()
                 elif self.step == 40 and hasattr(self, "_t20"):
                     self._fit_budget(start, bar)
+                    budget_fitted = True
             bar.set_postfix(loss=f"{np.mean(running[-50:]):.4f}")
             done = self.step >= cfg.steps
             timed_out = cfg.max_minutes and (time.time() - start) > 60 * cfg.max_minutes
@@ -388,6 +393,10 @@ def config_from_args(argv: list[str]) -> tuple[TrainConfig, bool]:
 
 def train_cli(argv: list[str]) -> int:
     cfg, resume = config_from_args(argv)
+    if cfg.device == "cpu" or not torch.cuda.is_available():
+        from dcu.bench import tune_cpu
+
+        tune_cpu()  # flush denormals, keep freed memory: ~20% faster steps on CPU
     try:
         best = train(cfg, resume=resume)
     except (TrainingError, FileNotFoundError, ValueError) as exc:

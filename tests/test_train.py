@@ -150,3 +150,26 @@ def test_ddp_two_cpu_processes_keep_replicas_identical(tmp_path, small_corpus):
             assert torch.equal(r0[k], r1[k]), k
             changed |= not torch.equal(r0[k], init[k]) if k in init else False
     assert changed  # the replicas trained, and stayed identical
+
+
+def test_fine_tuning_scores_the_starting_weights_first(tmp_path, small_corpus, monkeypatch):
+    """With --init, step 0 is validated, so best.pt is never worse than the starting model."""
+    import dcu
+
+    start = train_mod.DCUnet("tiny")
+    dcu.save(start, tmp_path / "start.pt")
+    scores = iter([3.0, 1.0, 1.0, 1.0])  # training "makes it worse" on validation
+
+    def fake_validate(model, pairs, device):
+        return {"wsdr": -0.5, "si_sdr": 10.0, "stoi": 0.9, "pesq": next(scores)}
+
+    monkeypatch.setattr(train_mod, "validate", fake_validate)
+    train(cfg(tmp_path, small_corpus, steps=4, valid_every=2, lr=1e-2,
+              init=str(tmp_path / "start.pt")), progress=False)
+    log = json.loads((tmp_path / "run" / "log.json").read_text())
+    assert [row["step"] for row in log] == [0, 2, 4]
+    best = _weights(tmp_path / "run" / "best.pt")
+    last = _weights(tmp_path / "run" / "last.pt")
+    ref = start.state_dict()
+    assert all(torch.equal(best[k], ref[k]) for k in ref)
+    assert any(not torch.equal(last[k], ref[k]) for k in ref if ref[k].is_floating_point())
