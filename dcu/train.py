@@ -175,6 +175,7 @@ class Trainer:
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.best, self.history = float("-inf"), []
+        self.previous_stage = None
         if cfg.init and not resume:
             from dcu.checkpoint import load
 
@@ -183,6 +184,10 @@ class Trainer:
                 raise TrainingError(f"{cfg.init}: its model config {start.config_dict()} differs "
                                     f"from this run's {self.model.config_dict()}")
             self.model.load_state_dict(start.state_dict())
+            # keep how the starting weights were made: a fine-tuned checkpoint tells its history
+            self.previous_stage = {k: start.metadata[k] for k in
+                                   ("train_config", "step", "valid", "previous_stage")
+                                   if k in start.metadata}
         if resume:
             self._resume()
         elif self.last_path.exists():
@@ -200,6 +205,8 @@ class Trainer:
                 "valid": valid or (self.history[-1]["valid"] if self.history else {}),
                 "torch_version": torch.__version__, "num_parameters": self.model.num_parameters(),
                 "data": self.cfg.data}
+        if self.previous_stage:
+            meta["previous_stage"] = self.previous_stage
         train_state = {"optimizer": self.opt.state_dict(), "step": self.step, "epoch": self.epoch,
                        "batch_in_epoch": self.batch_in_epoch, "best": self.best,
                        "history": _plain(self.history), "torch_rng": torch.get_rng_state()}
@@ -222,6 +229,7 @@ class Trainer:
                 raise TrainingError(f"{self.last_path}: run was started with {key}={saved.get(key)!r}, "
                                     f"not {getattr(self.cfg, key)!r}; resume with the same settings")
         self.model.load_state_dict(payload["state_dict"])
+        self.previous_stage = payload["metadata"].get("previous_stage")
         ts = payload["train_state"]
         self.opt.load_state_dict(ts["optimizer"])
         self.step, self.epoch, self.batch_in_epoch = ts["step"], ts["epoch"], ts["batch_in_epoch"]

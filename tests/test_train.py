@@ -157,7 +157,7 @@ def test_fine_tuning_scores_the_starting_weights_first(tmp_path, small_corpus, m
     import dcu
 
     start = train_mod.DCUnet("tiny")
-    dcu.save(start, tmp_path / "start.pt")
+    dcu.save(start, tmp_path / "start.pt", step=123, valid={"pesq": 2.5})
     scores = iter([3.0, 1.0, 1.0, 1.0])  # training "makes it worse" on validation
 
     def fake_validate(model, pairs, device):
@@ -173,3 +173,6 @@ def test_fine_tuning_scores_the_starting_weights_first(tmp_path, small_corpus, m
     ref = start.state_dict()
     assert all(torch.equal(best[k], ref[k]) for k in ref)
     assert any(not torch.equal(last[k], ref[k]) for k in ref if ref[k].is_floating_point())
+    # the fine-tuned checkpoint records the stage it started from
+    assert dcu.load(tmp_path / "run" / "best.pt").metadata["previous_stage"] == \
+        {"step": 123, "valid": {"pesq": 2.5}}
