@@ -7,7 +7,7 @@
 
 Choices the paper leaves open (documented here and in the book): Adam with a linear warm-up and
 a cosine decay of the learning rate, 2 s random crops, half of them remixed on the fly with
-training noise at 0/5/10/15 dB, gradient clipping at norm 5, validation by PESQ (wide-band) on
+training noise at 0/5/10/15 dB (``--remix-snrs``), gradient clipping at norm 5, validation by PESQ (wide-band) on
 the validation split, keeping the best checkpoint.
 
 Book: book/07_training.ipynb
@@ -51,6 +51,7 @@ class TrainConfig:
     segment_seconds: float = 2.0
     items_per_file: int = 4
     remix_prob: float = 0.5
+    remix_snrs: str = "0,5,10,15"  # dB, comma-separated: SNRs of the remixed items (the paper's)
     batch_size: int = 8
     steps: int = 2000
     lr: float = 1e-3
@@ -95,6 +96,17 @@ def _device(cfg: TrainConfig, local_rank: int) -> torch.device:
     return torch.device(cfg.device)
 
 
+def parse_snrs(text: str) -> tuple[float, ...]:
+    """``"0,5,10,15"`` -> ``(0.0, 5.0, 10.0, 15.0)``, the ``--remix-snrs`` option."""
+    try:
+        snrs = tuple(float(t) for t in str(text).split(","))
+    except ValueError:
+        snrs = ()
+    if not snrs or not all(math.isfinite(v) for v in snrs):
+        raise ValueError(f"--remix-snrs {text!r}: give SNRs in dB separated by commas, e.g. 0,5,10,15")
+    return snrs
+
+
 def make_datasets(cfg: TrainConfig):
     """The training set (crops + on-the-fly remixing) and the validation pairs."""
     from dcu.data import TrainingSet, corpus_dir, list_pairs
@@ -107,7 +119,8 @@ def make_datasets(cfg: TrainConfig):
         noise_files = [corpus_dir() / "noise" / f"{n}.flac" for n in names]
     train = TrainingSet(list_pairs("train", root), noise_files,
                         segment=int(cfg.segment_seconds * 16000), items_per_file=cfg.items_per_file,
-                        remix_prob=cfg.remix_prob, seed=cfg.seed, progress=False)
+                        remix_prob=cfg.remix_prob, snrs=parse_snrs(cfg.remix_snrs), seed=cfg.seed,
+                        progress=False)
     valid = list_pairs("valid", root)
     if cfg.valid_files:
         valid = valid[: cfg.valid_files]

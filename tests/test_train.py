@@ -176,3 +176,21 @@ def test_fine_tuning_scores_the_starting_weights_first(tmp_path, small_corpus, m
     # the fine-tuned checkpoint records the stage it started from
     assert dcu.load(tmp_path / "run" / "best.pt").metadata["previous_stage"] == \
         {"step": 123, "valid": {"pesq": 2.5}}
+
+
+def test_remix_snrs_option_sets_the_snrs_of_remixed_items(tmp_path, small_corpus):
+    from dcu.data import snr_db
+    from dcu.train import config_from_args, make_datasets
+
+    c, _ = config_from_args(["--data", str(small_corpus), "--remix-prob", "1", "--remix-snrs", "2.5, 20",
+                             "--segment-seconds", "1"])
+    assert c.remix_snrs == "2.5, 20" and TrainConfig().remix_snrs == "0,5,10,15"  # the paper's
+    ds, _ = make_datasets(c)
+    achieved = []
+    for i in range(len(ds)):
+        noisy, clean = (t.numpy() for t in ds[i])
+        achieved.append(snr_db(clean, noisy - clean, power="active"))
+    assert all(min(abs(a - 2.5), abs(a - 20.0)) < 0.01 for a in achieved), achieved
+    for bad in ("", "5,loud", "nan"):
+        with pytest.raises(ValueError, match="--remix-snrs"):
+            make_datasets(TrainConfig(data=str(small_corpus), remix_snrs=bad))
