@@ -3,18 +3,19 @@
 The package mirrors the book: one module per idea.
 
 - :mod:`dcu.stft`        STFT front end with the paper's settings (book chapter 2)
-- :mod:`dcu.complex_nn`  complex convolution, batch norm and activation (chapter 3);
-  :mod:`dcu.fastpaths` the same layers made fast (one real conv, Gauss's trick, fused BN)
+- :mod:`dcu.complex_nn`  complex convolution, batch norm and activation (chapter 3)
 - :mod:`dcu.masks`       UBD, BDSS and BDT masks (chapter 4)
 - :mod:`dcu.losses`      weighted-SDR, SDR and spectral MSE losses (chapter 5)
 - :mod:`dcu.architectures`, :mod:`dcu.unet`  the DCUnet family (chapter 6)
+- :mod:`dcu.engine`      the same network made fast from outside: stacked and Gauss
+  convolutions, fused batch norm, folding, bfloat16 (chapters 3 and 6)
 - :mod:`dcu.checkpoint`  :func:`save` and :func:`load`
 - :mod:`dcu.audio`, :mod:`dcu.data`, :mod:`dcu.download`  audio I/O, mixing, datasets, the
   full VoiceBank+DEMAND download
 - :mod:`dcu.metrics`, :mod:`dcu.composite`, :mod:`dcu.baselines`, :mod:`dcu.evaluate`
   evaluation (chapter 8)
 - :mod:`dcu.ablation`  the mask x loss and complex vs real experiments (chapter 7)
-- :mod:`dcu.train`, :mod:`dcu.enhance`, :mod:`dcu.bench`, :mod:`dcu.export`  training,
+- :mod:`dcu.train`, :mod:`dcu.enhance`, :mod:`dcu.bench` (+ :mod:`dcu.measure`), :mod:`dcu.export`  training,
   enhancement, speed, ONNX export
 - :mod:`dcu.plots`  the book's figures
 """

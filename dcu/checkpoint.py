@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 import dcu
+from dcu.engine import optimize
 from dcu.unet import DCUnet, ModelConfig
 
 FORMAT = "dcu-checkpoint"
@@ -138,11 +139,13 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 
 
 def load(path_or_name: str | os.PathLike, arch: str | None = None,
-         map_location: str | torch.device = "cpu") -> DCUnet:
+         map_location: str | torch.device = "cpu", *, engine: bool = True,
+         precision: str = "fp32") -> DCUnet:
     """Rebuild the model stored in a checkpoint (a path or a shipped name such as ``"dcunet20"``).
 
     ``arch``, if given, must match the checkpoint's architecture. Returns the model in eval mode
-    with ``model.metadata`` holding the checkpoint's metadata.
+    with ``model.metadata`` holding the checkpoint's metadata, on the fast engine in
+    ``precision`` (:func:`dcu.engine.optimize`), or as the reference code with ``engine=False``.
     """
     path = resolve(path_or_name)
     payload = read_checkpoint(path)
@@ -165,4 +168,6 @@ def load(path_or_name: str | os.PathLike, arch: str | None = None,
         raise CheckpointError(f"{path}: weights do not match a {config.arch} ({first[:160]}); "
                               "the file is damaged or was edited") from None
     model.metadata = payload.get("metadata", {})
+    if engine:
+        optimize(model, precision)
     return model.to(map_location).eval()

@@ -1,24 +1,13 @@
 """Complex-valued layers: convolution, transposed convolution, batch norm, leaky ReLU.
 
-Representation. At the public API every layer takes and returns native complex tensors
-``(batch, channels, freq, frames) complex64``. Inside the network the same data travel as a real
-"stacked" tensor ``(batch, 2 * channels, freq, frames)``: the real parts of all channels first,
-then the imaginary parts (:func:`to_stacked`, :func:`from_stacked`). Each layer accepts either
-form and returns the form it was given, so a network converts once at its input and once at its
-output.
+Representation: every layer here takes and returns native complex tensors
+``(batch, channels, freq, frames) complex64`` (or complex128), and computes what the paper writes,
+with real arithmetic on the real and imaginary parts. The parameters are real tensors: a complex
+weight ``W = A + iB`` is stored as ``weight_re = A`` and ``weight_im = B``.
 
-Why stacked: a complex convolution W = A + iB applied to h = x + iy is
-``W * h = (A*x - B*y) + i(B*x + A*y)`` (Trabelsi et al. 2018; Choi et al. 2019, eq. 1).
-On the stacked input ``[x; y]`` that is ONE real convolution with the block weight
-``[[A, -B], [B, A]]``: the same arithmetic as four half-size convolutions, in a single large
-kernel call, which is much faster on CPUs and GPUs. The parameters are still the complex weight's
-real and imaginary parts ``A`` and ``B``.
-
-Fast paths (:mod:`dcu.fastpaths`): Gauss's three-convolution trick, complex batch norm as one
-autograd function, the eval-mode batch norm as a per-channel affine map
-(:meth:`ComplexBatchNorm2d.affine`) that :mod:`dcu.unet` folds into the convolution.
-``with fast_paths(False):`` runs the plain reference code written here instead; tests check that
-both give the same outputs and gradients.
+These are the reference layers the book derives. :mod:`dcu.engine` computes the same layers
+faster (one stacked real convolution or Gauss's trick, a fused batch norm, bfloat16) without
+changing them; ``tests/test_engine.py`` checks both agree.
 
 Book: book/03_complex_layers.ipynb
 """
@@ -31,17 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dcu.fastpaths import (ComplexBatchNormFunction, bn_matrix, channel_mix,
-                           conv_transpose2d, fast_paths, fast_paths_enabled, gauss_conv,
-                           gauss_pays, inverse_sqrt_2x2)
-
 __all__ = ["to_stacked", "from_stacked", "ComplexConv2d", "ComplexConvTranspose2d",
            "ComplexLeakyReLU", "ComplexBatchNorm2d", "NaiveComplexBatchNorm2d", "BATCH_NORMS",
-           "batch_norm_affine", "channel_mix", "conv_transpose2d", "fast_paths",
-           "fast_paths_enabled"]
+           "inverse_sqrt_2x2"]
+
 
 def to_stacked(z: torch.Tensor) -> torch.Tensor:
-    """``(B, C, ...) complex`` -> ``(B, 2C, ...) real`` with real parts first."""
+    """``(B, C, ...) complex`` -> ``(B, 2C, ...) real``: all real parts, then all imaginary parts."""
     return torch.cat([z.real, z.imag], dim=1)
 
 
@@ -51,20 +36,16 @@ def from_stacked(s: torch.Tensor) -> torch.Tensor:
     return torch.complex(re.contiguous(), im.contiguous())
 
 
-def _as_stacked(x: torch.Tensor, channels: int, name: str) -> tuple[torch.Tensor, bool]:
-    if x.is_complex():
-        if x.dim() != 4 or x.shape[1] != channels:
-            raise ValueError(f"{name} expects (batch, {channels}, freq, frames) complex input, "
-                             f"got shape {tuple(x.shape)}")
-        return to_stacked(x), True
-    if x.dim() != 4 or x.shape[1] != 2 * channels:
-        raise ValueError(f"{name} expects (batch, {channels}, freq, frames) complex input or its "
-                         f"stacked real form (batch, {2 * channels}, freq, frames), got "
-                         f"{tuple(x.shape)} {x.dtype}")
-    return x, False
+def check_complex_input(x: torch.Tensor, channels: int, layer: nn.Module) -> None:
+    """One-line error unless ``x`` is ``(batch, channels, freq, frames)`` complex."""
+    if not x.is_complex() or x.dim() != 4 or x.shape[1] != channels:
+        raise ValueError(f"{type(layer).__name__} expects (batch, {channels}, freq, frames) "
+                         f"complex input, got shape {tuple(x.shape)} {x.dtype}")
 
 
 class _ComplexConvBase(nn.Module):
+    """Parameters shared by the complex convolution and transposed convolution."""
+
     transposed = False
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
@@ -75,8 +56,8 @@ class _ComplexConvBase(nn.Module):
         self.kernel_size, self.stride = pair(kernel_size), pair(stride)
         self.padding, self.output_padding = pair(padding), pair(output_padding)
         shape = ((in_channels, out_channels) if self.transposed else (out_channels, in_channels))
-        self.weight_re = nn.Parameter(torch.empty(*shape, *self.kernel_size))
-        self.weight_im = nn.Parameter(torch.empty(*shape, *self.kernel_size))
+        self.weight_re = nn.Parameter(torch.empty(*shape, *self.kernel_size))  # A
+        self.weight_im = nn.Parameter(torch.empty(*shape, *self.kernel_size))  # B
         if bias:
             self.bias_re = nn.Parameter(torch.zeros(out_channels))
             self.bias_im = nn.Parameter(torch.zeros(out_channels))
@@ -94,52 +75,43 @@ class _ComplexConvBase(nn.Module):
         nn.init.uniform_(self.weight_re, -bound, bound)
         nn.init.uniform_(self.weight_im, -bound, bound)
 
-    def stacked_weight(self) -> torch.Tensor:
-        """The real block weight that acts on stacked input (see the module docstring)."""
-        a, b = self.weight_re, self.weight_im
-        if self.transposed:  # weight layout (in, out, kf, kt)
-            return torch.cat([torch.cat([a, b], 1), torch.cat([-b, a], 1)], 0)
-        return torch.cat([torch.cat([a, -b], 1), torch.cat([b, a], 1)], 0)
+    def forward(self, h: torch.Tensor, output_size=None) -> torch.Tensor:
+        """``W * h = (A*x - B*y) + i(B*x + A*y)`` for ``h = x + iy`` (Choi et al. 2019, eq. 1).
 
-    def stacked_bias(self):
-        if self.bias_re is None:
-            return None
-        return torch.cat([self.bias_re, self.bias_im])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s, was_complex = _as_stacked(x, self.in_channels, type(self).__name__)
-        out = self.forward_stacked(s, self.output_padding)
-        return from_stacked(out) if was_complex else out
-
-    def forward_stacked(self, s: torch.Tensor, output_padding=(0, 0), mix=None) -> torch.Tensor:
-        """The layer on stacked input; ``output_padding`` only matters when transposed.
-
-        Fast path: Gauss's trick, three real convolutions instead of four,
-        ``Ax - By = t1 - t2`` and ``Bx + Ay = t3 - t1 - t2`` with ``t1 = A*x``, ``t2 = B*y``,
-        ``t3 = (A + B)*(x + y)``: 3/4 of the multiply-adds (t1 and t2 run as one grouped call),
-        when :meth:`uses_gauss`; otherwise (and as the reference) one stacked convolution.
-        ``mix = (A (2, 2, C), shift (2, C))`` (no autograd) applies a following per-channel
-        affine map, an eval-mode batch norm, while combining t1, t2 and t3.
+        ``output_size`` (transposed only) picks the output's (freq, frames) among the sizes the
+        stride allows, as ``nn.ConvTranspose2d`` does.
         """
-        if self.uses_gauss(s):
-            return self._forward_gauss(s, output_padding, mix)
-        w, b = self.stacked_weight(), self.stacked_bias()
+        check_complex_input(h, self.in_channels, self)
+        x, y = h.real, h.imag
+        a, b = self.weight_re, self.weight_im
+        pad = self.output_padding_for(x, output_size)
+        real = self.conv(x, a, pad) - self.conv(y, b, pad)
+        imag = self.conv(x, b, pad) + self.conv(y, a, pad)
+        if self.bias_re is not None:
+            real = real + self.bias_re.view(1, -1, 1, 1)
+            imag = imag + self.bias_im.view(1, -1, 1, 1)
+        return torch.complex(real, imag)
+
+    def conv(self, x: torch.Tensor, weight: torch.Tensor, output_padding=(0, 0)) -> torch.Tensor:
+        """One real (transposed) convolution with this layer's stride and padding, no bias."""
         if self.transposed:
-            out = conv_transpose2d(s, w, b, self.stride, self.padding, output_padding)
-        else:
-            out = F.conv2d(s, w, b, self.stride, self.padding)
-        return out if mix is None else channel_mix([(mix[0], out)], mix[1])
+            return F.conv_transpose2d(x, weight, None, self.stride, self.padding, output_padding)
+        return F.conv2d(x, weight, None, self.stride, self.padding)
 
-    def uses_gauss(self, s: torch.Tensor) -> bool:
-        """Gauss's trick pays on CPUs for layers with many multiply-adds per output value
-        (complex input channels x kernel taps >= 256): below that its extra elementwise passes
-        cost more than the quarter of the multiply-adds it saves. GPUs run one large
-        convolution best."""
-        return gauss_pays(s, self.in_channels, self.out_channels, self.kernel_size)
-
-    def _forward_gauss(self, s, output_padding, mix=None):
-        return gauss_conv(s, self.weight_re, self.weight_im, self.bias_re, self.bias_im,
-                          self.transposed, self.stride, self.padding, output_padding, mix)
+    def output_padding_for(self, x: torch.Tensor, output_size=None) -> tuple[int, int]:
+        """The transposed convolution's output padding that gives ``output_size`` (freq, frames)."""
+        if not self.transposed:
+            return (0, 0)
+        if output_size is None:
+            return self.output_padding
+        natural = [(n - 1) * s - 2 * p + k for n, s, p, k in
+                   zip(x.shape[-2:], self.stride, self.padding, self.kernel_size)]
+        pad = tuple(int(t) - n for t, n in zip(output_size[-2:], natural))
+        if any(not 0 <= p < max(s, 1) for p, s in zip(pad, self.stride)):
+            raise ValueError(f"{type(self).__name__}: output size {tuple(output_size[-2:])} "
+                             f"cannot be reached from input {tuple(x.shape[-2:])} with stride "
+                             f"{self.stride}")
+        return pad
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -149,14 +121,14 @@ class _ComplexConvBase(nn.Module):
 class ComplexConv2d(_ComplexConvBase):
     """Complex 2-D convolution ``(A + iB) * (x + iy)``.
 
-    Input ``(batch, in_channels, freq, frames)`` complex (or its stacked real form), output
-    ``(batch, out_channels, freq', frames')`` in the same form. The bias is complex
-    (``bias_re + i bias_im``).
+    Input ``(batch, in_channels, freq, frames)`` complex, output
+    ``(batch, out_channels, freq', frames')`` complex. The bias is complex (``bias_re + i bias_im``).
     """
 
 
 class ComplexConvTranspose2d(_ComplexConvBase):
-    """Complex 2-D transposed convolution, the decoder's up-sampling layer (same conventions)."""
+    """Complex 2-D transposed convolution, the decoder's up-sampling layer (same conventions;
+    weights ``(in_channels, out_channels, kf, kt)`` as in ``nn.ConvTranspose2d``)."""
 
     transposed = True
 
@@ -168,11 +140,21 @@ class ComplexLeakyReLU(nn.Module):
         super().__init__()
         self.negative_slope = negative_slope
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.is_complex():
-            return torch.complex(F.leaky_relu(x.real, self.negative_slope),
-                                 F.leaky_relu(x.imag, self.negative_slope))
-        return F.leaky_relu(x, self.negative_slope)
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.complex(F.leaky_relu(z.real, self.negative_slope),
+                             F.leaky_relu(z.imag, self.negative_slope))
+
+
+def inverse_sqrt_2x2(vrr, vri, vii):
+    """Closed-form inverse square root of the SPD matrix ``V = [[vrr, vri], [vri, vii]]``.
+
+    With ``s = sqrt(det V)`` and ``t = sqrt(tr V + 2 s)``, ``sqrt(V) = (V + s I) / t``, so
+    ``V^{-1/2} = [[vii + s, -vri], [-vri, vrr + s]] / (s t)``. Returns its entries (rr, ri, ii).
+    """
+    s = torch.sqrt(vrr * vii - vri * vri)
+    t = torch.sqrt(vrr + vii + 2 * s)
+    inv = 1.0 / (s * t)
+    return (vii + s) * inv, -vri * inv, (vrr + s) * inv
 
 
 class ComplexBatchNorm2d(nn.Module):
@@ -184,7 +166,7 @@ class ComplexBatchNorm2d(nn.Module):
     shift ``beta`` are applied. Running mean and covariance are tracked for eval mode.
     ``gamma`` is initialised to ``I / sqrt(2)`` as in the paper (unit-variance magnitude).
 
-    Input ``(batch, channels, freq, frames)`` complex or its stacked real form.
+    Input and output ``(batch, channels, freq, frames)`` complex.
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1):
@@ -200,78 +182,48 @@ class ComplexBatchNorm2d(nn.Module):
         self.register_buffer("running_covar", cov)  # rows: Vrr, Vri, Vii
         self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
 
-    def whitening(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Entries ``(W_rr, W_ri, W_ii)`` of ``V^{-1/2}`` from the running covariance."""
-        return inverse_sqrt_2x2(*(self.running_covar + self._eps_vec()))
-
-    def _eps_vec(self) -> torch.Tensor:
-        return torch.tensor([self.eps, 0.0, self.eps], device=self.running_covar.device,
-                            dtype=self.running_covar.dtype).unsqueeze(1)
-
-    def affine(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The eval-mode layer as ``y = A x + b`` per channel: ``A (2, 2, C)``, ``b (2, C)``.
-
-        ``A[p, q]`` maps part ``q`` (0 real, 1 imaginary) of the input to part ``p`` of the output.
-        """
-        a = bn_matrix(self.weight, self.running_covar + self._eps_vec())
-        return a, self.bias - torch.einsum("pqc,qc->pc", a, self.running_mean)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s, was_complex = _as_stacked(x, self.num_features, type(self).__name__)
-        if not fast_paths_enabled():
-            out = self._forward_reference(s)
-        elif self.training:
-            out, mean, cov = ComplexBatchNormFunction.apply(s, self.weight, self.bias, self.eps)
-            with torch.no_grad():
-                n = s.numel() / self.num_features / 2
-                self.running_mean.lerp_(mean, self.momentum)
-                self.running_covar.lerp_((cov - self._eps_vec()) * (n / max(n - 1, 1)),
-                                         self.momentum)
-                self.num_batches_tracked += 1
-        elif torch.is_grad_enabled():
-            out = self._forward_reference(s)
-        else:
-            a, b = self.affine()
-            out = channel_mix([(a, s)], b)
-        return from_stacked(out) if was_complex else out
-
-    def _forward_reference(self, s: torch.Tensor) -> torch.Tensor:
-        """The plain implementation, op by op as in the paper (the fast paths are checked on it)."""
-        c = self.num_features
-        re, im = s[:, :c], s[:, c:]
-        view = (1, c, 1, 1)
-        if self.training:
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        check_complex_input(z, self.num_features, self)
+        view = (1, self.num_features, 1, 1)
+        re, im = z.real, z.imag
+        if self.training:  # statistics of this batch, per channel
             dims = (0, 2, 3)
             mr, mi = re.mean(dims), im.mean(dims)
             cr, ci = re - mr.view(view), im - mi.view(view)
             vrr = (cr * cr).mean(dims) + self.eps
             vii = (ci * ci).mean(dims) + self.eps
             vri = (cr * ci).mean(dims)
-            with torch.no_grad():
-                n = re.numel() / c
-                unbias = n / max(n - 1, 1)
-                m = self.momentum
-                self.running_mean.lerp_(torch.stack([mr, mi]), m)
-                cov = torch.stack([vrr - self.eps, vri, vii - self.eps]) * unbias
-                self.running_covar.lerp_(cov, m)
-                self.num_batches_tracked += 1
-        else:
+            self.track(torch.stack([mr, mi]), torch.stack([vrr - self.eps, vri, vii - self.eps]),
+                       n=re.numel() // self.num_features)
+        else:  # the running statistics
             mr, mi = self.running_mean
             cr, ci = re - mr.view(view), im - mi.view(view)
-            vrr, vri, vii = self.running_covar + self._eps_vec()
+            vrr, vri, vii = self.running_covar
+            vrr, vii = vrr + self.eps, vii + self.eps
+        # whiten: x~ = V^{-1/2} (x - mean)
         wrr, wri, wii = (w.view(view) for w in inverse_sqrt_2x2(vrr, vri, vii))
         xr = wrr * cr + wri * ci
         xi = wri * cr + wii * ci
+        # scale and shift: y = Gamma x~ + beta
         grr, gri, gii = (g.view(view) for g in self.weight)
         br, bi = (b.view(view) for b in self.bias)
-        return torch.cat([grr * xr + gri * xi + br, gri * xr + gii * xi + bi], dim=1)
+        return torch.complex(grr * xr + gri * xi + br, gri * xr + gii * xi + bi)
+
+    @torch.no_grad()
+    def track(self, mean: torch.Tensor, cov: torch.Tensor, n: int) -> None:
+        """Update the running mean ``(2, C)`` and covariance ``(3, C)`` (rr, ri, ii) with a batch's
+        statistics over ``n`` values per channel (covariance made unbiased, as BatchNorm does)."""
+        self.running_mean.lerp_(mean, self.momentum)
+        self.running_covar.lerp_(cov * (n / max(n - 1, 1)), self.momentum)
+        self.num_batches_tracked += 1
 
 
 class NaiveComplexBatchNorm2d(nn.Module):
     """Per-part batch norm: the real and imaginary parts normalised as independent channels.
 
     The simpler variant most public DCUnet implementations use (asteroid, among others).
-    Input ``(batch, channels, freq, frames)`` complex or its stacked real form.
+    Input and output ``(batch, channels, freq, frames)`` complex; ``bn`` is an
+    ``nn.BatchNorm2d`` over the ``2 * channels`` parts (real parts first).
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1):
@@ -279,23 +231,9 @@ class NaiveComplexBatchNorm2d(nn.Module):
         self.num_features = num_features
         self.bn = nn.BatchNorm2d(2 * num_features, eps=eps, momentum=momentum)
 
-    def affine(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The eval-mode layer as ``y = scale * x + shift``, each ``(2C,)`` in stacked order."""
-        return batch_norm_affine(self.bn)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s, was_complex = _as_stacked(x, self.num_features, type(self).__name__)
-        out = self.bn(s)
-        return from_stacked(out) if was_complex else out
-
-
-def batch_norm_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eval-mode ``nn.BatchNorm2d`` as per-channel ``(scale, shift)``."""
-    scale = torch.rsqrt(bn.running_var + bn.eps)
-    if bn.weight is not None:
-        scale = scale * bn.weight
-    shift = -bn.running_mean * scale
-    return scale, shift if bn.bias is None else shift + bn.bias
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        check_complex_input(z, self.num_features, self)
+        return from_stacked(self.bn(to_stacked(z)))
 
 
 BATCH_NORMS = {"complex": ComplexBatchNorm2d, "naive": NaiveComplexBatchNorm2d}

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from dcu.stft import SAMPLE_RATE, compute_istft, compute_stft, padded_length
+from dcu.engine import optimize
+from dcu.stft import SAMPLE_RATE, compute_stft, filter_in_stft_domain, padded_length
 
 OPSET = 17
 
@@ -39,13 +40,15 @@ class SpectrogramNetwork(nn.Module):
 
     def __init__(self, model: nn.Module):
         super().__init__()
-        self.model = model.eval()
+        # a float32 engine copy on the CPU (the caller's model is untouched): batch norms folded
+        with torch.inference_mode(False):
+            self.model = optimize(copy.deepcopy(model).cpu().float(), "fp32").eval()
 
     def train(self, mode: bool = True):  # an inference graph: stay in eval mode
         return super().train(False)
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
-        m_re, m_im = self.model._mask_parts(spec)
+        m_re, m_im = self.model.mask_parts(spec)
         x_re, x_im = spec[:, 0], spec[:, 1]
         return torch.stack([m_re * x_re - m_im * x_im, m_re * x_im + m_im * x_re], dim=1)
 
@@ -61,7 +64,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, seconds: float = 2.0)
     path = Path(path)
     if path.exists():
         raise FileExistsError(f"{path} already exists; choose a new file name")
-    net = SpectrogramNetwork(copy.deepcopy(model).cpu().float())  # the caller's model is untouched
+    net = SpectrogramNetwork(model)
     cfg, arch = model.config, model.architecture
     n = padded_length(int(seconds * SAMPLE_RATE), arch.frame_multiple, cfg.hop_length)
     example = torch.stack(torch.view_as_real(compute_stft(torch.zeros(1, n), cfg.n_fft,
@@ -120,15 +123,14 @@ class OnnxEnhancer:
         if x.dim() not in (1, 2) or x.shape[-1] == 0:
             raise ValueError(f"expected (time,) or (batch, time) audio, got shape {tuple(x.shape)}")
         squeeze = x.dim() == 1
-        x = x.reshape(-1, x.shape[-1])
-        n, m = x.shape[-1], self.meta
-        length = padded_length(n, m["frame_multiple"], m["hop_length"])
-        x = torch.nn.functional.pad(x, (0, length - n))
-        spec = compute_stft(x, m["n_fft"], m["hop_length"])
-        stacked = torch.stack([spec.real, spec.imag], dim=1).numpy()
-        est = torch.from_numpy(self.enhance_spectrogram(stacked))
-        out = compute_istft(torch.complex(est[:, 0], est[:, 1]), length, m["n_fft"],
-                            m["hop_length"])[..., :n]
+        m = self.meta
+
+        def transform(spec):
+            stacked = torch.stack([spec.real, spec.imag], dim=1).numpy()
+            est = torch.from_numpy(self.enhance_spectrogram(stacked))
+            return torch.complex(est[:, 0], est[:, 1])
+        out = filter_in_stft_domain(x.reshape(-1, x.shape[-1]), transform, m["frame_multiple"],
+                                    m["n_fft"], m["hop_length"])
         out = out.squeeze(0) if squeeze else out
         return out.numpy() if is_numpy else out.to(waveform.device)
 

@@ -87,3 +87,17 @@ def padded_length(num_samples: int, frame_multiple: int, hop_length: int = HOP_L
     block = frame_multiple * hop_length
     blocks = max(1, -(-num_samples // block))
     return blocks * block
+
+
+def filter_in_stft_domain(waveform: torch.Tensor, transform, frame_multiple: int = 1,
+                          n_fft: int = N_FFT, hop_length: int = HOP_LENGTH) -> torch.Tensor:
+    """``iSTFT(transform(STFT(x)))`` with ``x`` padded to :func:`padded_length` and the result
+    cropped back: ``(batch, time)`` in, ``(batch, time)`` out.
+
+    ``transform`` maps the noisy spectrogram ``X (batch, freq, frames) complex`` to the estimate's
+    spectrogram of the same shape (for DCUnet, ``M * X``). Book: book/06_architectures.ipynb
+    """
+    n = waveform.shape[-1]
+    length = padded_length(n, frame_multiple, hop_length)
+    spec = compute_stft(torch.nn.functional.pad(waveform, (0, length - n)), n_fft, hop_length)
+    return compute_istft(transform(spec), length, n_fft, hop_length)[..., :n]

@@ -29,6 +29,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
+from dcu.engine import optimize, resolve_precision
 from dcu.checkpoint import FORMAT, FORMAT_VERSION, _plain, atomic_torch_save, read_checkpoint
 from dcu.losses import compute_loss, wsdr_loss
 from dcu.unet import DCUnet
@@ -66,7 +67,7 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0
     workers: int = 0
     device: str = "auto"
-    amp: bool = False  # bfloat16 autocast on CUDA
+    precision: str = "auto"  # the engine's: auto (bf16 where the device runs it natively), fp32, bf16
     max_minutes: float = 0.0  # stop (with a checkpoint) after this long; 0 = no limit
     time_budget_minutes: float = 0.0  # >0: at step 40, fit `steps` (and the LR schedule) to it
     valid_reserve_seconds: float = 15.0  # time kept for each validation when fitting a budget
@@ -183,8 +184,9 @@ class Trainer:
         self.out = Path(cfg.out)
         self.last_path, self.best_path = self.out / "last.pt", self.out / "best.pt"
         torch.manual_seed(cfg.seed)
-        self.model = DCUnet(cfg.arch, mask=cfg.mask, network=cfg.network,
-                            batch_norm=cfg.batch_norm).to(self.device)
+        self.precision = resolve_precision(cfg.precision, self.device)
+        self.model = optimize(DCUnet(cfg.arch, mask=cfg.mask, network=cfg.network,
+                                     batch_norm=cfg.batch_norm), self.precision).to(self.device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.best, self.history = float("-inf"), []
@@ -217,6 +219,7 @@ class Trainer:
         meta = {"train_config": asdict(self.cfg), "step": self.step, "epoch": self.epoch,
                 "valid": valid or (self.history[-1]["valid"] if self.history else {}),
                 "torch_version": torch.__version__, "num_parameters": self.model.num_parameters(),
+                "precision": self.precision,
                 "data": self.cfg.data}
         if self.previous_stage:
             meta["previous_stage"] = self.previous_stage
@@ -295,9 +298,8 @@ class Trainer:
             noisy, clean = noisy.to(self.device, non_blocking=True), clean.to(self.device, non_blocking=True)
             for g in self.opt.param_groups:
                 g["lr"] = lr_at(self.step, cfg)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and self.device.type == "cuda"):
-                est = self.net(noisy)
-            loss = compute_loss(cfg.loss, noisy, clean, est.float())
+            est = self.net(noisy)  # the engine runs the U-Net in self.precision; est is float32
+            loss = compute_loss(cfg.loss, noisy, clean, est)
             if not torch.isfinite(loss):
                 raise TrainingError(f"loss became {loss.item()} at step {self.step}; stopped. The "
                                     f"last good checkpoint is {self.last_path}; lower --lr and "
@@ -415,7 +417,7 @@ def config_from_args(argv: list[str]) -> tuple[TrainConfig, bool]:
 def train_cli(argv: list[str]) -> int:
     cfg, resume = config_from_args(argv)
     if cfg.device == "cpu" or not torch.cuda.is_available():
-        from dcu.bench import tune_cpu
+        from dcu.engine import tune_cpu
 
         tune_cpu()  # flush denormals, keep freed memory: ~20% faster steps on CPU
     try:

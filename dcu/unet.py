@@ -21,11 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from dcu.architectures import Architecture, get_architecture
-from dcu.complex_nn import (BATCH_NORMS, ComplexBatchNorm2d, ComplexConv2d, ComplexConvTranspose2d,
-                            NaiveComplexBatchNorm2d, batch_norm_affine, conv_transpose2d,
-                            fast_paths_enabled)
-from dcu.masks import MASKS, compute_mask_parts
-from dcu.stft import HOP_LENGTH, N_FFT, SAMPLE_RATE, compute_istft, compute_stft, padded_length
+from dcu.complex_nn import (BATCH_NORMS, ComplexConv2d, ComplexConvTranspose2d,
+                            ComplexLeakyReLU)
+from dcu.masks import MASKS, compute_mask
+from dcu.stft import HOP_LENGTH, N_FFT, SAMPLE_RATE, filter_in_stft_domain
 
 
 @dataclass
@@ -41,108 +40,33 @@ class ModelConfig:
     hop_length: int = HOP_LENGTH
 
 
-class _Block(nn.Module):
-    """Convolution (or transposed convolution) -> batch norm -> leaky ReLU, on stacked tensors."""
+class Block(nn.Module):
+    """One encoder or decoder stage: convolution -> batch norm -> leaky ReLU.
+
+    The decoder's last stage is the convolution alone: its output ``O`` goes to the mask.
+    Complex network: :mod:`dcu.complex_nn` layers on complex tensors; real twin: ``nn`` layers on
+    real tensors. The kernel is centred (padding ``kernel // 2``), so a stride-1 axis keeps its size.
+    """
 
     def __init__(self, cin, cout, kernel, stride, *, transposed, last, cfg: ModelConfig):
         super().__init__()
         padding = (kernel[0] // 2, kernel[1] // 2)
-        self.stride, self.padding, self.kernel = stride, padding, kernel
-        self.transposed, self.last, self.slope = transposed, last, cfg.leaky_slope
+        self.transposed, self.last = transposed, last
         if cfg.network == "complex":
             conv = ComplexConvTranspose2d if transposed else ComplexConv2d
             self.conv = conv(cin, cout, kernel, stride, padding)
             self.norm = None if last else BATCH_NORMS[cfg.batch_norm](cout)
+            self.act = None if last else ComplexLeakyReLU(cfg.leaky_slope)
         else:
             conv = nn.ConvTranspose2d if transposed else nn.Conv2d
             self.conv = conv(cin, cout, kernel, stride, padding)
             self.norm = None if last else nn.BatchNorm2d(cout)
-
-    def _weight_bias(self):
-        if isinstance(self.conv, (ComplexConv2d, ComplexConvTranspose2d)):
-            return self.conv.stacked_weight(), self.conv.stacked_bias()
-        return self.conv.weight, self.conv.bias
+            self.act = None if last else nn.LeakyReLU(cfg.leaky_slope)
 
     def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
-        fast = fast_paths_enabled()
-        out_pad = self._output_padding(x, output_size)
-        if fast and not self.training and not torch.is_grad_enabled():
-            # inference: batch norm folded into the convolution (or, with Gauss's trick, into
-            # the combination of its three products), activation in place
-            if self.norm is not None and isinstance(self.conv, _COMPLEX_CONVS) \
-                    and self.conv.uses_gauss(x):
-                x = self.conv.forward_stacked(x, out_pad, mix=self._norm_mix())
-            else:
-                x = self._conv(x, *self._folded_weight_bias(), out_pad)
-            return x if self.last else F.leaky_relu_(x, self.slope)
-        if isinstance(self.conv, _COMPLEX_CONVS):
-            x = self.conv.forward_stacked(x, out_pad)
-        else:
-            x = self._conv(x, self.conv.weight, self.conv.bias, out_pad)
-        if self.last:
-            return x
-        # the norm's backward never needs its output, so the activation may overwrite it
-        return F.leaky_relu(self.norm(x), self.slope, inplace=fast)
-
-    def _norm_mix(self):
-        """The eval-mode norm as ``(A (2, 2, C), shift (2, C))``, per complex channel."""
-        if isinstance(self.norm, ComplexBatchNorm2d):
-            return self.norm.affine()
-        scale, shift = batch_norm_affine(self.norm.bn)
-        c = scale.shape[0] // 2
-        zero = scale.new_zeros(c)
-        a = torch.stack([torch.stack([scale[:c], zero]), torch.stack([zero, scale[c:]])])
-        return a, shift.view(2, c)
-
-    def _output_padding(self, x, output_size):
-        if not self.transposed:
-            return (0, 0)
-        natural = [(n - 1) * s - 2 * p + k for n, s, p, k in
-                   zip(x.shape[-2:], self.stride, self.padding, self.kernel)]
-        return [t - n for t, n in zip(output_size, natural)]
-
-    def _conv(self, x, w, b, out_pad):
-        if self.transposed:
-            return conv_transpose2d(x, w, b, self.stride, self.padding, out_pad)
-        return F.conv2d(x, w, b, self.stride, self.padding)
-
-    def _folded_weight_bias(self):
-        """Eval-mode weight and bias with the batch norm folded in, cached until a tensor changes.
-
-        The cache key is every parameter's and buffer's storage address and version counter, so
-        an optimiser step, ``load_state_dict`` or ``.to()`` recomputes it. Not in the state dict.
-        """
-        key = tuple((t.data_ptr(), t._version) for t in (*self.parameters(), *self.buffers()))
-        cache = self.__dict__.get("_fold_cache")
-        if cache is None or cache[0] != key:
-            cache = self.__dict__["_fold_cache"] = (key, *self._fold())
-        return cache[1], cache[2]
-
-    def _fold(self):
-        """``norm(conv(x, w, b)) == conv(x, w', b')`` for the eval-mode norm (an affine map)."""
-        w, b = self._weight_bias()
-        out_dim = 1 if self.transposed else 0
-        if b is None:
-            b = w.new_zeros(w.shape[out_dim])
-        if self.norm is None:
-            return w, b
-        if isinstance(self.norm, ComplexBatchNorm2d):  # 2x2 map per complex channel
-            a, shift = self.norm.affine()
-            c = a.shape[-1]
-            wo = w.movedim(out_dim, 0)
-            view = (c,) + (1,) * (w.dim() - 1)
-            w = torch.cat([a[p, 0].view(view) * wo[:c] + a[p, 1].view(view) * wo[c:]
-                           for p in range(2)]).movedim(0, out_dim)
-            b = torch.cat([a[p, 0] * b[:c] + a[p, 1] * b[c:] + shift[p] for p in range(2)])
-            return w.contiguous(), b
-        bn = self.norm.bn if isinstance(self.norm, NaiveComplexBatchNorm2d) else self.norm
-        scale, shift = batch_norm_affine(bn)
-        shape = [1] * w.dim()
-        shape[out_dim] = -1
-        return (w * scale.view(shape)).contiguous(), b * scale + shift
-
-
-_COMPLEX_CONVS = (ComplexConv2d, ComplexConvTranspose2d)
+        """``output_size``: the (freq, frames) a decoder stage restores (its encoder's input)."""
+        x = self.conv(x, output_size=output_size) if self.transposed else self.conv(x)
+        return x if self.last else self.act(self.norm(x))
 
 
 def _widen(c: int, network: str, first_or_last: bool) -> int:
@@ -188,7 +112,7 @@ class DCUnet(nn.Module):
         w = lambda c, edge=False: _widen(c, network, edge)  # noqa: E731
         n_enc, n_dec = len(spec.encoders), len(spec.decoders)
         self.encoders = nn.ModuleList(
-            _Block(w(cin, i == 0), w(cout), k, s, transposed=False, last=False, cfg=self.config)
+            Block(w(cin, i == 0), w(cout), k, s, transposed=False, last=False, cfg=self.config)
             for i, (cin, cout, k, s) in enumerate(spec.encoders))
         decoders = []
         for i, (cin, cout, k, s) in enumerate(spec.decoders):
@@ -196,45 +120,60 @@ class DCUnet(nn.Module):
             # widen the parts separately so the real twin's concatenations line up
             d_in = w(skip) if i == 0 else w(spec.decoders[i - 1][1]) + w(skip)
             assert network == "real" or d_in == cin, (spec.name, i, d_in, cin)
-            decoders.append(_Block(d_in, w(cout, i == n_dec - 1), k, s, transposed=True,
+            decoders.append(Block(d_in, w(cout, i == n_dec - 1), k, s, transposed=True,
                                    last=i == n_dec - 1, cfg=self.config))
         self.decoders = nn.ModuleList(decoders)
 
     # -- the network on spectrograms -------------------------------------------------------
     def estimate_mask(self, spec: torch.Tensor) -> torch.Tensor:
-        """Complex mask ``M`` for a noisy spectrogram ``(batch, freq, frames) complex``."""
-        re, im = self._mask_parts(torch.stack([spec.real, spec.imag], dim=1))
-        return torch.complex(re, im)
+        """Complex mask ``M = mask(O)`` for a noisy spectrogram ``X`` ``(batch, freq, frames) complex``."""
+        output = self.from_network(self.unet(self.to_network(spec)))
+        return compute_mask(output, self.config.mask)
 
-    def _mask_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Stacked input ``(batch, 2, freq, frames)`` -> mask real and imaginary parts."""
-        if _use_channels_last(x):
-            x = x.contiguous(memory_format=torch.channels_last)
+    def unet(self, x: torch.Tensor) -> torch.Tensor:
+        """The U-Net: encoders down, decoders up, each decoder also fed its mirror encoder's output.
+
+        ``x`` is the network's input (:meth:`to_network`); returns its output ``O`` in the same form.
+        """
         skips, sizes = [], []
-        for enc in self.encoders:
+        for encoder in self.encoders:
             sizes.append(x.shape[-2:])
-            x = enc(x)
+            x = encoder(x)
             skips.append(x)
-        skips.pop()  # the deepest encoder output feeds the first decoder directly
-        for i, dec in enumerate(self.decoders):
+        skips.pop()  # the deepest encoder's output feeds the first decoder directly
+        for i, decoder in enumerate(self.decoders):
             if i > 0:
-                x = _cat_stacked(x, skips.pop(), self.config.network)
-            x = dec(x, output_size=sizes.pop())
-        return compute_mask_parts(x[:, 0], x[:, 1], self.config.mask)
+                x = self.join(x, skips.pop())
+            x = decoder(x, output_size=sizes.pop())
+        return x
+
+    def join(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """Skip connection: concatenate the decoder's input and the encoder's output by channel."""
+        return torch.cat([x, skip], dim=1)
+
+    def to_network(self, spec: torch.Tensor) -> torch.Tensor:
+        """``X (batch, freq, frames) complex`` -> the first layer's input: one complex channel
+        ``(batch, 1, freq, frames)``, or for the real twin two real channels (real, imaginary)."""
+        if self.config.network == "real":
+            return torch.stack([spec.real, spec.imag], dim=1)
+        return spec.unsqueeze(1)
+
+    def from_network(self, output: torch.Tensor) -> torch.Tensor:
+        """The last layer's output -> ``O (batch, freq, frames) complex`` (inverse of :meth:`to_network`)."""
+        if self.config.network == "real":
+            return torch.complex(output[:, 0], output[:, 1])
+        return output[:, 0]
 
     # -- waveform in, waveform out ---------------------------------------------------------
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        """Enhance ``(batch, time)`` or ``(time,)`` float 16 kHz audio; same shape out."""
+        """Enhance ``(batch, time)`` or ``(time,)`` float 16 kHz audio; same shape out:
+        ``X = STFT(x)``, ``Y = M * X`` with ``M`` from :meth:`estimate_mask`, ``y = iSTFT(Y)``."""
         x = _check_waveform(waveform)
         squeeze = x.dim() == 1
         x = x.unsqueeze(0) if squeeze else x
-        n = x.shape[-1]
-        length = padded_length(n, self.architecture.frame_multiple, self.config.hop_length)
-        x = F.pad(x, (0, length - n))
-        spec = compute_stft(x, self.config.n_fft, self.config.hop_length)
-        m_re, m_im = self._mask_parts(torch.stack([spec.real, spec.imag], dim=1))
-        est = torch.complex(m_re * spec.real - m_im * spec.imag, m_re * spec.imag + m_im * spec.real)
-        out = compute_istft(est, length, self.config.n_fft, self.config.hop_length)[..., :n]
+        out = filter_in_stft_domain(x, lambda spec: self.estimate_mask(spec) * spec,
+                                    self.architecture.frame_multiple, self.config.n_fft,
+                                    self.config.hop_length)
         return out.squeeze(0) if squeeze else out
 
     @torch.inference_mode()
@@ -291,23 +230,6 @@ class DCUnet(nn.Module):
 
     def config_dict(self) -> dict:
         return asdict(self.config)
-
-
-def _use_channels_last(x: torch.Tensor) -> bool:
-    """Run the network in channels-last layout? On CPUs it speeds up inference (oneDNN's
-    fastest convolutions) but slows training (the backward kernels and the batch norm's
-    channel slices prefer the default layout), so only without autograd."""
-    return (fast_paths_enabled() and x.device.type == "cpu" and not torch.is_grad_enabled()
-            and not torch.jit.is_tracing())
-
-
-def _cat_stacked(a: torch.Tensor, b: torch.Tensor, network: str) -> torch.Tensor:
-    """Channel concatenation that keeps the stacked layout [real parts; imaginary parts]."""
-    if network == "real":
-        return torch.cat([a, b], dim=1)
-    a_re, a_im = a.chunk(2, dim=1)
-    b_re, b_im = b.chunk(2, dim=1)
-    return torch.cat([a_re, b_re, a_im, b_im], dim=1)
 
 
 def _check_waveform(x) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""dcu.bench: FLOP counts against torch's counter, the measurement helpers, the CLI and its JSON."""
+"""dcu.bench and dcu.measure: FLOP counts against torch's counter, the measurement helpers,
+convolution peaks, the CLI and its JSON."""
 
 import json
 
@@ -6,8 +7,7 @@ import pytest
 import torch
 
 import dcu
-from dcu import bench
-from dcu.complex_nn import fast_paths
+from dcu import bench, engine, measure
 from dcu.losses import wsdr_loss
 
 
@@ -15,8 +15,8 @@ from dcu.losses import wsdr_loss
 @pytest.mark.parametrize("num_samples", [4096, 7777])
 def test_analytic_forward_flops_equal_torch_flop_counter(arch, num_samples):
     model = dcu.DCUnet(arch)
-    assert bench.analytic_forward_flops(arch, num_samples) == \
-        bench.count_forward_flops(model, num_samples)
+    assert measure.analytic_forward_flops(arch, num_samples) == \
+        measure.count_forward_flops(model, num_samples)
 
 
 @pytest.mark.parametrize("arch", ["tiny", "DCUnet-10"])
@@ -25,19 +25,19 @@ def test_analytic_training_flops_equal_counted_forward_and_backward(arch):
 
     model = dcu.DCUnet(arch)
     noisy = torch.randn(2, 5000)
-    with fast_paths(False), FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False) as counter:  # the reference model's convolutions
         wsdr_loss(noisy, noisy * 0.5, model(noisy)).backward()
-    assert bench.analytic_training_flops(arch, 5000, batch=2) == counter.get_total_flops()
+    assert measure.analytic_training_flops(arch, 5000, batch=2) == counter.get_total_flops()
 
 
 def test_flops_grow_with_frames_and_batch():
-    one = bench.analytic_forward_flops("DCUnet-20", 16000)
-    assert bench.analytic_forward_flops("DCUnet-20", 16000, batch=3) == 3 * one
-    assert bench.analytic_forward_flops("DCUnet-20", 64000) > 3.5 * one
+    one = measure.analytic_forward_flops("DCUnet-20", 16000)
+    assert measure.analytic_forward_flops("DCUnet-20", 16000, batch=3) == 3 * one
+    assert measure.analytic_forward_flops("DCUnet-20", 64000) > 3.5 * one
 
 
 def test_tune_cpu_flushes_denormals():
-    settings = bench.tune_cpu()
+    settings = engine.tune_cpu()
     assert settings["flush_denormal"]
     tiny = torch.tensor([1e-39], dtype=torch.float32)  # a denormal float32
     assert (tiny * 1.0).item() == 0.0
@@ -45,7 +45,7 @@ def test_tune_cpu_flushes_denormals():
 
 def test_alternate_runs_every_callable_round_robin():
     order = []
-    times = bench.alternate({"a": lambda: order.append("a"), "b": lambda: order.append("b")},
+    times = measure.alternate({"a": lambda: order.append("a"), "b": lambda: order.append("b")},
                             reps=3, warmup=1)
     assert order == ["a", "b"] + ["a", "b"] * 3
     assert [len(v) for v in times.values()] == [3, 3]
@@ -56,29 +56,29 @@ def test_training_step_trains_and_inference_call_is_pure():
     torch.manual_seed(0)
     model = dcu.DCUnet("tiny")
     before = [p.detach().clone() for p in model.parameters()]
-    bench.training_step(model, batch=2, seconds=0.3)()
+    measure.training_step(model, batch=2, seconds=0.3)()
     assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
     after = {k: v.clone() for k, v in model.state_dict().items()}
-    bench.inference_call(model, seconds=0.5)()
+    measure.inference_call(model, seconds=0.5)()
     assert not model.training
     assert all(torch.equal(after[k], v) for k, v in model.state_dict().items())
 
 
 def test_peak_training_memory_in_a_child_process():
-    mib = bench.peak_training_memory("dcu.bench:build_dcunet", {"arch": "tiny"}, batch=2,
+    mib = measure.peak_training_memory("dcu.bench:build_dcunet", {"arch": "tiny"}, batch=2,
                                      seconds=0.5, steps=1)
     assert 0 < mib < 300
     # a large parent must not leak into the child's figure (getrusage's maxrss would)
     ballast = torch.ones(400 * 2 ** 20 // 4)
-    again = bench.peak_training_memory("dcu.bench:build_dcunet", {"arch": "tiny"}, batch=2,
+    again = measure.peak_training_memory("dcu.bench:build_dcunet", {"arch": "tiny"}, batch=2,
                                        seconds=0.5, steps=1)
     del ballast
     assert again < 300 and abs(again - mib) < 0.5 * mib + 20
-    more = bench.peak_training_memory("dcu.bench:build_dcunet", {"arch": "tiny"}, batch=8,
+    more = measure.peak_training_memory("dcu.bench:build_dcunet", {"arch": "tiny"}, batch=8,
                                       seconds=0.5, steps=1)
     assert more > mib  # four times the batch needs more memory
     with pytest.raises(RuntimeError, match="failed"):
-        bench.peak_training_memory("dcu.bench:no_such_builder", {}, batch=1, seconds=0.1)
+        measure.peak_training_memory("dcu.bench:no_such_builder", {}, batch=1, seconds=0.1)
 
 
 def test_bench_cli_writes_table_and_json(tmp_path, capsys):
@@ -91,9 +91,13 @@ def test_bench_cli_writes_table_and_json(tmp_path, capsys):
     assert row["arch"] == "tiny"
     assert row["parameters"] == dcu.DCUnet("tiny").num_parameters()
     assert row["gflop_per_audio_second"] == pytest.approx(
-        bench.analytic_forward_flops("tiny", 160000) / 1e10)
+        measure.analytic_forward_flops("tiny", 160000) / 1e10)
     assert len(row["train_step_seconds"]) == 1 and row["rtf"] > 0 and row["peak_train_mib"] > 0
-    assert report["machine"]["matmul_peak_gflops"] > 0
+    peaks = report["machine"]["conv_peak_gflops"]
+    assert peaks["fp32"] > 0 and peaks["bf16"] > 0
+    assert row["precision"] == engine.resolve_precision("auto")
+    peak = peaks[row["precision"]]
+    assert row["train_peak_fraction"] == pytest.approx(row["train_gflops"] / peak)
     assert report["settings"]["flush_denormal"] is True
 
 
@@ -103,3 +107,22 @@ def test_bench_cli_never_overwrites(tmp_path):
     with pytest.raises(SystemExit):
         bench.bench_cli(["--arch", "tiny", "--json", str(out)])
     assert out.read_text() == "mine"
+
+
+def test_count_forward_flops_is_the_same_for_the_engine_and_leaves_it_alone():
+    model = engine.optimize(dcu.DCUnet("tiny"))
+    assert measure.count_forward_flops(model, 4096) == measure.analytic_forward_flops("tiny", 4096)
+    assert engine.is_optimized(model)
+
+
+def test_bench_cli_reference_and_precision_rows(tmp_path):
+    out = tmp_path / "ref.json"
+    assert bench.bench_cli(["--quick", "--arch", "tiny", "--reps", "1", "--no-memory",
+                            "--reference", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["results"][0]["precision"] == "reference"
+    out = tmp_path / "bf16.json"
+    assert bench.bench_cli(["--quick", "--arch", "tiny", "--reps", "1", "--no-memory",
+                            "--precision", "bf16", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["results"][0]["precision"] == "bf16"
+    with pytest.raises(SystemExit):
+        bench.bench_cli(["--precision", "fp16"])

@@ -84,7 +84,7 @@ def test_export_cli_from_a_checkpoint(tiny_model, tmp_path, capsys):
 
 
 def test_export_of_layers_that_use_gauss_eagerly(tiny_model, tmp_path, monkeypatch):
-    from dcu import fastpaths
+    from dcu.engine import kernels as fastpaths
 
     monkeypatch.setattr(fastpaths, "GAUSS_MIN_MACS", 1)  # eager inference uses Gauss's trick
     path = export_onnx(tiny_model, tmp_path / "gauss.onnx", seconds=0.5)

@@ -11,11 +11,13 @@ script alone, beside the pinned torch (``--no-deps`` keeps pip away from torch):
 Same architecture, same input, same loss (wSDR) and optimiser (Adam) for every model. asteroid
 normalises the real and imaginary parts separately, so dcu runs twice: with
 ``batch_norm="naive"`` (the like-for-like comparison) and with the paper's ``"complex"``
-batch norm. Timings alternate between the models, repetition by repetition, so a change in
+batch norm. dcu runs on its engine in ``--precision`` (default auto: bfloat16 where the CPU runs
+it natively); ``--with-bf16-asteroid`` adds asteroid under the same bfloat16 autocast (the fair
+comparison for bf16), ``--with-reference`` dcu's reference code (no engine, float32). Timings alternate between the models, repetition by repetition, so a change in
 machine load hits all of them alike; the table shows medians (and minima) and the ratios
 asteroid / dcu. Peak memory of a training step is measured in a fresh child process per model, with glibc's
-default malloc settings (see :func:`dcu.bench.peak_training_memory`). Every model is timed under
-the same process settings (:func:`dcu.bench.tune_cpu`: flush denormals, keep freed memory;
+default malloc settings (see :func:`dcu.measure.peak_training_memory`). Every model is timed under
+the same process settings (:func:`dcu.engine.tune_cpu`: flush denormals, keep freed memory;
 ``--default-malloc`` turns the latter off for all of them).
 
 Book: book/06_architectures.ipynb (speed)
@@ -36,8 +38,8 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
-from dcu import bench  # noqa: E402
-from dcu.complex_nn import fast_paths  # noqa: E402
+from dcu import bench, measure  # noqa: E402
+from dcu.engine import PRECISIONS, autocast, resolve_precision, tune_cpu  # noqa: E402
 
 INSTALL = "pip install asteroid==0.7.0 --no-deps asteroid-filterbanks==0.4.0 huggingface_hub"
 
@@ -56,19 +58,34 @@ def asteroid_forward(model):
     return lambda wave: model(wave).reshape(wave.shape)
 
 
+def in_bf16(fn):
+    """``fn`` run under the bfloat16 autocast dcu's engine uses."""
+    def run():
+        with autocast("bf16", "cpu"):
+            fn()
+    return run
+
+
 def compare(arch: str, reps: int, memory: bool, threads, with_reference: bool,
-            clock=time.perf_counter, onnx: bool = False) -> dict:
-    models = {"dcu-naive": bench.build_dcunet(arch, "naive"),
-              "dcu-complex": bench.build_dcunet(arch, "complex"),
+            clock=time.perf_counter, onnx: bool = False, precision: str = "auto",
+            bf16_asteroid: bool = False) -> dict:
+    models = {"dcu-naive": bench.build_dcunet(arch, "naive", precision),
+              "dcu-complex": bench.build_dcunet(arch, "complex", precision),
               "asteroid": build_asteroid(arch)}
     forward = {"asteroid": asteroid_forward(models["asteroid"])}
-    train = {k: bench.training_step(m, forward=forward.get(k)) for k, m in models.items()}
-    infer = {k: bench.inference_call(m) for k, m in models.items()}
-    if with_reference:  # dcu's plain code, fast paths off
-        ref = bench.build_dcunet(arch, "complex")
-        step, call = bench.training_step(ref), bench.inference_call(ref)
-        train["dcu-complex-ref"] = lambda: _reference(step)
-        infer["dcu-complex-ref"] = lambda: _reference(call)
+    train = {k: measure.training_step(m, forward=forward.get(k)) for k, m in models.items()}
+    infer = {k: measure.inference_call(m) for k, m in models.items()}
+    if bf16_asteroid:  # asteroid under the same bfloat16 autocast
+        train["asteroid-bf16"] = in_bf16(train["asteroid"])
+        infer["asteroid-bf16"] = in_bf16(infer["asteroid"])
+    if precision != "fp32" and resolve_precision(precision) == "bf16":  # dcu's engine in fp32
+        fp32 = bench.build_dcunet(arch, "complex", "fp32")
+        train["dcu-complex-fp32"] = measure.training_step(fp32)
+        infer["dcu-complex-fp32"] = measure.inference_call(fp32)
+    if with_reference:  # dcu's reference code, no engine
+        ref = bench.build_dcunet(arch, "complex", None)
+        train["dcu-complex-ref"] = measure.training_step(ref)
+        infer["dcu-complex-ref"] = measure.inference_call(ref)
     if onnx:  # the same network exported to ONNX, run by onnxruntime
         from dcu.export import OnnxEnhancer, export_onnx
 
@@ -77,31 +94,32 @@ def compare(arch: str, reps: int, memory: bool, threads, with_reference: bool,
                                   threads=threads)
         wave = torch.randn(1, 160000, generator=torch.Generator().manual_seed(0)) * 0.1
         infer["dcu-complex-onnx"] = lambda: runner(wave)
-    out = {"arch": arch, "train": bench.alternate(train, reps, clock=clock),
-           "inference": bench.alternate(infer, reps, clock=clock), "memory": {}}
+    out = {"arch": arch, "precision": resolve_precision(precision),
+           "train": measure.alternate(train, reps, clock=clock),
+           "inference": measure.alternate(infer, reps, clock=clock), "memory": {}}
     if memory:
         for name, kind in (("dcu-naive", "naive"), ("dcu-complex", "complex")):
-            out["memory"][name] = bench.peak_training_memory(
-                "dcu.bench:build_dcunet", {"arch": arch, "batch_norm": kind}, threads=threads)
-        out["memory"]["asteroid"] = bench.peak_training_memory(
+            out["memory"][name] = measure.peak_training_memory(
+                "dcu.bench:build_dcunet", {"arch": arch, "batch_norm": kind,
+                                           "precision": precision}, threads=threads)
+        out["memory"]["asteroid"] = measure.peak_training_memory(
             "compare_asteroid:build_asteroid", {"arch": arch}, threads=threads,
             forward="compare_asteroid:asteroid_forward", path=str(HERE))
     return out
 
 
-def _reference(fn):
-    with fast_paths(False):
-        fn()
-
-
 def report(res: dict) -> str:
-    lines = [f"== {res['arch']}  (median s [min s]; ratio = asteroid / this)"]
+    lines = [f"== {res['arch']}  dcu precision {res['precision']}  "
+             "(median s [min s]; ratio = asteroid float32 / this, then asteroid bf16 / this)"]
     for what in ("train", "inference"):
         times = res[what]
         ast = statistics.median(times["asteroid"])
+        ast16 = statistics.median(times["asteroid-bf16"]) if "asteroid-bf16" in times else None
         for name, ts in times.items():
             med = statistics.median(ts)
-            ratio = "" if name == "asteroid" else f"  x{ast / med:.2f}"
+            ratio = "" if name.startswith("asteroid") else f"  x{ast / med:.2f}"
+            if ratio and ast16:
+                ratio += f"  x{ast16 / med:.2f}"
             lines.append(f"  {what:<9} {name:<16} {med:8.3f} [{min(ts):.3f}]{ratio}")
     for name, mib in res["memory"].items():
         share = mib / res["memory"]["asteroid"]
@@ -118,7 +136,11 @@ def main(argv=None) -> int:
     p.add_argument("--json", type=Path, help="write the raw timings here (a new file)")
     p.add_argument("--no-memory", action="store_true")
     p.add_argument("--with-reference", action="store_true",
-                   help="also time dcu's reference code (fast paths off)")
+                   help="also time dcu's reference code (no engine, float32)")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="dcu engine precision (default auto: bf16 where native)")
+    p.add_argument("--with-bf16-asteroid", action="store_true",
+                   help="also time asteroid under the same bfloat16 autocast")
     p.add_argument("--onnx", action="store_true",
                    help="also time dcu-complex exported to ONNX on onnxruntime (inference)")
     p.add_argument("--cpu-time", action="store_true",
@@ -134,15 +156,16 @@ def main(argv=None) -> int:
         return 2
     if args.json and args.json.exists():
         p.error(f"{args.json} already exists; choose a new file name")
-    settings = bench.tune_cpu(args.threads, keep_freed_memory=not args.default_malloc)
-    print(f"torch {torch.__version__}, settings {settings}, "
-          f"matmul peak {bench.matmul_gflops():.0f} GFLOP/s", flush=True)
+    settings = tune_cpu(args.threads, keep_freed_memory=not args.default_malloc)
+    print(f"torch {torch.__version__}, settings {settings}, convolution peak "
+          f"{measure.conv_peak_gflops('fp32'):.0f} GFLOP/s fp32, "
+          f"{measure.conv_peak_gflops('bf16'):.0f} GFLOP/s bf16", flush=True)
     results = []
     for arch in args.arch:
         results.append(compare(arch, args.reps, not args.no_memory, args.threads,
                                args.with_reference,
                                time.process_time if args.cpu_time else time.perf_counter,
-                               args.onnx))
+                               args.onnx, args.precision, args.with_bf16_asteroid))
         print(report(results[-1]), flush=True)
     if args.json:
         bench.write_json_atomic(args.json, {"settings": {**settings, "cpu_time": args.cpu_time},

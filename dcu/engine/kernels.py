@@ -1,58 +1,67 @@
-"""The optimised kernels behind :mod:`dcu.complex_nn` and :mod:`dcu.unet`.
+"""The engine's kernels: the complex layers of :mod:`dcu.complex_nn` computed with fewer passes.
 
-Each computes exactly what the plain code in those modules computes (up to float rounding), and
-``tests/test_fastpaths.py`` checks outputs and gradients against it; ``with fast_paths(False):``
-switches every one of them off.
+Each computes exactly what the reference layer computes (up to float rounding);
+``tests/test_engine.py`` checks outputs and gradients.
 
-- :func:`gauss_conv`: a complex convolution with Gauss's trick, three real convolutions instead
-  of four (3/4 of the multiply-adds), where it pays (:func:`gauss_pays`).
+- :func:`stacked_weight`: a complex convolution as ONE real convolution on the stacked input
+  ``[x; y]`` with the block weight ``[[A, -B], [B, A]]`` (the same arithmetic as four half-size
+  convolutions, in one large kernel call).
+- :func:`gauss_conv`: Gauss's trick, three real convolutions instead of four (3/4 of the
+  multiply-adds), where it pays (:func:`gauss_pays`).
 - :class:`ComplexBatchNormFunction`: training-mode complex batch norm as one autograd function
   with a hand-derived backward, a few passes over the data instead of ~60 small autograd ops.
 - :func:`channel_mix`: per-channel 2x2 affine maps (eval-mode batch norms) as fused
   multiply-adds.
 - :func:`conv_transpose2d`: PyTorch's GEMM kernel for transposed convolutions with few outputs.
 
+"Stacked" tensors ``(batch, 2C, freq, frames)`` real hold the real parts of C complex channels,
+then their imaginary parts (:func:`dcu.complex_nn.to_stacked`).
+
 Book: book/03_complex_layers.ipynb
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
 import torch.nn.functional as F
 
-_FAST_PATHS = True
-#: complex multiply-adds per output value from which Gauss's trick is used (see uses_gauss)
+from dcu.complex_nn import inverse_sqrt_2x2
+
+#: complex multiply-adds per output value from which Gauss's trick is used (see gauss_pays)
 GAUSS_MIN_MACS = 256
 
 
-@contextlib.contextmanager
-def fast_paths(enabled: bool = True):
-    """Context manager: use the optimised implementations (default) or the reference code."""
-    global _FAST_PATHS
-    previous, _FAST_PATHS = _FAST_PATHS, bool(enabled)
-    try:
-        yield
-    finally:
-        _FAST_PATHS = previous
+def _traced() -> bool:
+    """Traced and compiled code (ONNX export, ``torch.compile``) gets the standard operators."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling()
 
 
-def fast_paths_enabled() -> bool:
-    """Whether the optimised implementations are on (see :func:`fast_paths`)."""
-    return _FAST_PATHS
+def stacked_weight(a: torch.Tensor, b: torch.Tensor, transposed: bool) -> torch.Tensor:
+    """The real block weight ``[[A, -B], [B, A]]`` that maps stacked ``[x; y]`` to stacked
+    ``[Ax - By; Bx + Ay]`` (laid out ``(in, out, ...)`` when ``transposed``, as torch wants)."""
+    if transposed:
+        return torch.cat([torch.cat([a, b], 1), torch.cat([-b, a], 1)], 0)
+    return torch.cat([torch.cat([a, -b], 1), torch.cat([b, a], 1)], 0)
+
+
+def stacked_bias(bias_re, bias_im):
+    """``[bias_re; bias_im]``, or None for a layer without bias."""
+    return None if bias_re is None else torch.cat([bias_re, bias_im])
 
 
 def gauss_pays(s: torch.Tensor, in_channels: int, out_channels: int, kernel_size) -> bool:
     """Gauss's trick pays on CPUs for layers with many multiply-adds per output value
     (complex input channels x kernel taps >= :data:`GAUSS_MIN_MACS`): below that its extra
     elementwise passes cost more than the quarter of the multiply-adds it saves. GPUs run one
-    large convolution best; traced and compiled code (ONNX export, ``torch.compile``) gets the
-    plain convolution, for the compiler to schedule."""
-    return (_FAST_PATHS and s.device.type == "cpu" and out_channels > 1
-            and in_channels * math.prod(kernel_size) >= GAUSS_MIN_MACS
-            and not torch.jit.is_tracing() and not torch.compiler.is_compiling())
+    large convolution best, and so do oneDNN's bfloat16 kernels (under bf16 autocast the three
+    products cost more than the one stacked convolution, measured on Zen 4); traced and compiled
+    code (ONNX export, ``torch.compile``) gets the plain convolution, for the compiler to
+    schedule."""
+    return (s.device.type == "cpu" and out_channels > 1
+            and in_channels * math.prod(kernel_size) >= GAUSS_MIN_MACS and not _traced()
+            and not torch.is_autocast_enabled("cpu"))
 
 
 def gauss_conv(s, a, b, bias_re, bias_im, transposed, stride, padding, output_padding=(0, 0),
@@ -89,12 +98,12 @@ def gauss_conv(s, a, b, bias_re, bias_im, transposed, stride, padding, output_pa
 
 
 def conv_transpose2d(x, weight, bias, stride, padding, output_padding) -> torch.Tensor:
-    """``F.conv_transpose2d``; with the fast paths on a CPU, layers with at most 4 output channels
+    """``F.conv_transpose2d``; on a CPU, layers with at most 4 output channels
     (DCUnet's mask layer) use PyTorch's GEMM + col2im kernel, 2-4x faster there than oneDNN's.
     The backward pass is the same either way. Traced or compiled code (ONNX export,
     ``torch.compile``) gets the standard operator."""
-    if (_FAST_PATHS and x.device.type == "cpu" and weight.shape[1] <= 4
-            and not torch.jit.is_tracing() and not torch.compiler.is_compiling()):
+    if x.device.type == "cpu" and weight.shape[1] <= 4 and not _traced():
+        x = x.to(weight.dtype)  # outside autocast's reach: a bfloat16 input runs in float32
         return torch.ops.aten.slow_conv_transpose2d(x, weight, list(weight.shape[2:]), bias,
                                                     list(stride), list(padding),
                                                     list(output_padding), [1, 1])
@@ -138,14 +147,6 @@ def bn_matrix(gamma: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
     grr, gri, gii = gamma
     return torch.stack([torch.stack([grr * wrr + gri * wri, grr * wri + gri * wii]),
                         torch.stack([gri * wrr + gii * wri, gri * wri + gii * wii])])
-
-
-def inverse_sqrt_2x2(vrr, vri, vii):
-    """Closed-form inverse square root of the SPD matrix [[vrr, vri], [vri, vii]]."""
-    s = torch.sqrt(vrr * vii - vri * vri)
-    t = torch.sqrt(vrr + vii + 2 * s)
-    inv = 1.0 / (s * t)
-    return (vii + s) * inv, -vri * inv, (vrr + s) * inv
 
 
 class ComplexBatchNormFunction(torch.autograd.Function):
