@@ -1,22 +1,19 @@
-"""The paper's ablations rerun at laptop scale: mask x loss, and complex vs real network.
+"""The paper's ablations as a grid of training runs: complex vs real network, masks, losses.
 
-    python -m dcu.ablation --out data/results/ablation.json [--steps N] [--quick]
+    dcu ablation                                   # the DCUnet-10 grid -> data/results/ablation.json
+    dcu ablation --grid small --out /tmp/s.json    # the book's laptop-scale grid (minutes)
 
-Choi et al. compare the three masks (UBD, BDSS, BDT) under three losses (spectral MSE, SDR,
-weighted SDR), and the complex U-Net against a real-valued twin with as many parameters. Each
-of their runs trains a DCUnet for hours on a GPU. Here every configuration trains the *same*
-small U-Net (:data:`SMALL`, defined below as data, not in the architecture table) from the same
-initial weights on the same crops for a fixed number of steps, then is scored on a fixed subset
-of the shipped test split with :func:`dcu.evaluate.evaluate_pairs`. One extra run repeats the
-proposed configuration with another seed, which measures how much of a difference between two
-rows is just the luck of one run.
-
-At this scale (minutes per run, 1 s crops, one seed) differences smaller than the seed-to-seed
-difference mean nothing; the book says so next to the table.
-
-The result file is rewritten atomically after every configuration, and a second call with the
-same settings skips configurations already in it, so an interrupted run is resumed by running
-the same command again.
+Choi et al. support their proposals with ablations: the complex U-Net against a real-valued twin
+with as many parameters, and the three masks (UBD, BDSS, BDT) under three losses (spectral MSE,
+SDR, weighted SDR). :data:`GRIDS` holds the grids as data: which runs, on which architecture,
+for how many steps. Every run is a normal ``dcu train`` run (:class:`dcu.train.Trainer`) with its
+own folder under ``--runs``: a killed grid resumes the run it was in from that run's last
+checkpoint, and finished runs (already in the result file) are never redone. Each run is then
+scored with its final weights (the same training budget for every arm) on the whole test split
+and the unseen-speaker set with :func:`dcu.evaluate.evaluate_pairs`; the result file holds, per
+run, its settings, wall and CPU time, precision, training log, and the metrics' means and per-file
+values, so every comparison can be recomputed (chapter 7 does: paired differences per file and
+across seeds).
 
 Book: book/07_training.ipynb
 """
@@ -25,72 +22,107 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import sys
-import tempfile
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from dcu.architectures import Architecture
+from dcu.checkpoint import load
+from dcu.data import list_pairs
+from dcu.evaluate import evaluate_pairs
+from dcu.files import write_json_atomic
+from dcu.train import TrainConfig, Trainer, TrainingError
 
-__all__ = ["SMALL", "AblationRun", "ablation_runs", "run_ablation", "ablation_cli"]
-
-_K75, _K53 = (7, 5), (5, 3)
-
-#: A 4+4-layer DCUnet-10 look-alike with half the channels (about 0.27 M real parameters, a
-#: fifth of DCUnet-10): small enough to train ten times on 2 CPU cores in half an hour.
-SMALL = Architecture(
-    "ablation-small",
-    encoders=((1, 16, _K75, (2, 2)), (16, 32, _K75, (2, 2)), (32, 32, _K53, (2, 2)),
-              (32, 32, _K53, (2, 1))),
-    decoders=((32, 32, _K53, (2, 1)), (64, 32, _K53, (2, 2)), (64, 16, _K75, (2, 2)),
-              (32, 1, _K75, (2, 2))),
-)
+__all__ = ["AblationRun", "GridSettings", "GRIDS", "run_grid", "ablation_cli"]
 
 
 @dataclass(frozen=True)
 class AblationRun:
-    """One row of the ablation: what is varied; everything else is shared (see ``SETTINGS``)."""
+    """One run of a grid: what is varied; everything else comes from its :class:`GridSettings`."""
 
     name: str
-    mask: str
-    loss: str
+    mask: str = "BDT"
+    loss: str = "wSDR"
     network: str = "complex"
     seed: int = 0
 
+    @property
+    def folder(self) -> str:
+        return self.name.replace("/", "-").replace(" ", "_")
 
-def ablation_runs() -> list[AblationRun]:
-    """The 3 x 3 mask x loss grid (complex network), the real twin, and a second seed.
 
-    The proposed configuration (BDT mask, wSDR loss) and the runs that only make sense next to
-    it (real twin, second seed) come first, so an interrupted ablation has its reference.
-    """
+@dataclass
+class GridSettings:
+    """What every run of a grid shares (the training options of :class:`dcu.train.TrainConfig`)."""
+
+    arch: str = "DCUnet-10"
+    steps: int = 1500
+    batch_size: int = 8
+    segment_seconds: float = 2.0
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    valid_every: int = 250
+    valid_files: int = 10
+    precision: str = "auto"
+    data: str = "shipped"
+    test_files: int = 0  # 0: the whole test split
+    unseen: bool = True  # also score the unseen-speaker set
+    runs: list = field(default_factory=list)
+
+
+def paper_runs(seeds: int = 3) -> list[AblationRun]:
+    """Complex vs real (BDT, wSDR) for ``seeds`` seeds, alternating, then the masks with wSDR and
+    the losses with BDT (seed 0). The first two runs already make a comparison."""
+    runs = []
+    for seed in range(seeds):
+        runs += [AblationRun(f"complex seed {seed}", seed=seed),
+                 AblationRun(f"real seed {seed}", network="real", seed=seed)]
+    runs.insert(2, AblationRun("UBD/wSDR", mask="UBD"))
+    runs.insert(3, AblationRun("BDSS/wSDR", mask="BDSS"))
+    runs.insert(4, AblationRun("BDT/SDR", loss="SDR"))
+    runs.insert(5, AblationRun("BDT/MSE", loss="MSE"))
+    return runs
+
+
+def small_runs() -> list[AblationRun]:
+    """The full 3 x 3 mask x loss grid, the real twin and a second seed (laptop scale)."""
     grid = [AblationRun(f"{mask}/{loss}", mask, loss)
             for loss in ("wSDR", "SDR", "MSE") for mask in ("BDT", "BDSS", "UBD")]
-    return [grid[0], AblationRun("BDT/wSDR real", "BDT", "wSDR", network="real"),
-            AblationRun("BDT/wSDR seed 1", "BDT", "wSDR", seed=1), *grid[1:]]
+    return [grid[0], AblationRun("BDT/wSDR real", network="real"),
+            AblationRun("BDT/wSDR seed 1", seed=1), *grid[1:]]
 
 
-#: Training settings shared by every run (the paper's are in PAPER.md; ours are far smaller).
-SETTINGS = {"steps": 120, "segment_seconds": 1.0, "batch_size": 4, "lr": 1e-3,
-            "warmup_steps": 12, "test_files": 40, "data": "shipped"}
+GRIDS = {
+    # issue-sized: DCUnet-10, 1500 steps of 8 x 2 s per run, whole test split + unseen speakers
+    "paper": GridSettings(runs=paper_runs()),
+    # chapter 7's live cell: the small U-Net, 120 steps of 4 x 1 s, 40 test files
+    "small": GridSettings(arch="small", steps=120, batch_size=4, segment_seconds=1.0,
+                          warmup_steps=12, valid_every=120, valid_files=2, test_files=40,
+                          unseen=False, runs=small_runs()),
+    # tests: seconds
+    "quick": GridSettings(arch="tiny", steps=3, batch_size=2, segment_seconds=1.0, warmup_steps=1,
+                          valid_every=3, valid_files=1, test_files=2, unseen=False,
+                          precision="fp32", runs=[AblationRun("complex"),
+                                                  AblationRun("real", network="real")]),
+}
 
-QUICK = {"steps": 3, "segment_seconds": 1.0, "batch_size": 2, "lr": 1e-3, "warmup_steps": 1,
-         "test_files": 3, "valid_files": 1, "data": "shipped"}
+
+def evenly_spaced(pairs: list, n: int) -> list:
+    """``n`` evenly spaced items of ``pairs`` (all of them for ``n = 0``)."""
+    if not n or n >= len(pairs):
+        return list(pairs)
+    return [pairs[i] for i in np.unique(np.linspace(0, len(pairs) - 1, n).round().astype(int))]
 
 
-def test_subset(n: int) -> list[tuple[str, str, str]]:
-    """``n`` evenly spaced pairs of the shipped test split as ``(name, clean, noisy)`` paths."""
-    from dcu.data import list_pairs
-
-    pairs = list_pairs("test")
-    idx = np.unique(np.linspace(0, len(pairs) - 1, min(n, len(pairs))).round().astype(int))
-    return [(Path(pairs[i][1]).stem, str(pairs[i][1]), str(pairs[i][0])) for i in idx]
+def eval_sets(settings: GridSettings) -> dict:
+    """``{"test": [...], "unseen": [...]}`` as ``(name, clean path, noisy path)`` triples."""
+    sets = {"test": evenly_spaced(list_pairs("test"), settings.test_files)}
+    if settings.unseen:
+        sets["unseen"] = list_pairs("unseen")
+    return {k: [(Path(c).stem, str(c), str(n)) for n, c in v] for k, v in sets.items()}
 
 
 def _round(x) -> float | None:
@@ -98,134 +130,142 @@ def _round(x) -> float | None:
     return round(x, 4) if np.isfinite(x) else None
 
 
-def _score(pairs, enhance, jobs: int, progress: bool) -> dict:
-    """Summary (mean, ci95, n per metric) and per-file values of one enhancer on ``pairs``."""
-    from dcu.evaluate import evaluate_pairs
-
+def score(pairs, enhance, jobs: int, progress: bool) -> dict:
+    """Summary (mean, ci95, n per metric) and per-file values (in ``pairs`` order)."""
     summary, rows = evaluate_pairs(pairs, enhance, jobs=jobs, progress=progress)
     summary = {m: {k: (_round(v) if k != "n" else v) for k, v in s.items()}
                for m, s in summary.items()}
-    files = {m: [_round(r[m]) for r in rows] for m in summary}
-    return {"summary": summary, "files": files}
+    return {"summary": summary, "files": {m: [_round(r[m]) for r in rows] for m in summary}}
 
 
-def train_one(run: AblationRun, settings: dict, arch, workdir: Path, progress: bool):
-    """Train one run; returns ``(model in eval mode, mean training loss of the run, seconds)``.
-
-    Validation (``valid_files`` files, default 2) happens once, at the end.
-    """
-    from dcu.train import TrainConfig, Trainer
-
-    steps = settings["steps"]
-    cfg = TrainConfig(arch=arch, mask=run.mask, loss=run.loss, network=run.network,
-                      seed=run.seed, segment_seconds=settings["segment_seconds"],
-                      batch_size=settings["batch_size"], steps=steps, lr=settings["lr"],
-                      warmup_steps=settings["warmup_steps"], valid_every=steps,
-                      valid_files=settings.get("valid_files", 2),
-                      checkpoint_minutes=1e9, device="cpu", data=settings["data"],
-                      out=str(workdir))
-    start = time.time()
-    trainer = Trainer(cfg, progress=progress)
-    trainer.run()
-    return trainer.model.eval(), trainer.history[-1]["train_loss"], time.time() - start
+def train_config(run: AblationRun, settings: GridSettings, folder: Path) -> TrainConfig:
+    """The ``dcu train`` configuration of one run."""
+    s = settings
+    return TrainConfig(arch=s.arch, mask=run.mask, loss=run.loss, network=run.network,
+                       seed=run.seed, steps=s.steps, batch_size=s.batch_size,
+                       segment_seconds=s.segment_seconds, lr=s.lr, warmup_steps=s.warmup_steps,
+                       valid_every=s.valid_every, valid_files=s.valid_files,
+                       precision=s.precision, data=s.data, checkpoint_minutes=3.0,
+                       out=str(folder))
 
 
-def _write(path: Path, result: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(result, f, indent=1)
-    os.replace(tmp, path)
+def train_run(run: AblationRun, settings: GridSettings, folder: Path, progress: bool) -> Path:
+    """Train ``run`` in ``folder`` to the end, resuming its last checkpoint if there is one;
+    returns the final checkpoint (``last.pt``)."""
+    cfg = train_config(run, settings, folder)
+    last = folder / "last.pt"
+    trainer = Trainer(cfg, resume=last.exists(), progress=progress)
+    if trainer.step < cfg.steps:
+        trainer.run()
+    return last
 
 
-def _meta(settings: dict, arch, pairs) -> dict:
-    spec = arch if isinstance(arch, Architecture) else None
-    return {"settings": settings,
-            "arch": asdict(spec) if spec else str(arch),
-            "test_files": [p[0] for p in pairs],
-            "torch_version": torch.__version__.split("+")[0],
-            "python_version": platform.python_version(),
+def _read_log(folder: Path) -> list:
+    """The run's training log (``log.json``: one row per validation), or [] if absent."""
+    try:
+        return json.loads((folder / "log.json").read_text())
+    except (OSError, ValueError):
+        return []
+
+
+def _meta(settings: GridSettings, sets: dict) -> dict:
+    grid = {k: v for k, v in asdict(settings).items() if k != "runs"}
+    return {"settings": grid, "eval_files": {k: [p[0] for p in v] for k, v in sets.items()}}
+
+
+def _machine() -> dict:
+    return {"torch": torch.__version__.split("+")[0], "python": platform.python_version(),
+            "platform": platform.platform(), "processor": platform.processor(),
             "torch_threads": torch.get_num_threads()}
 
 
-def run_ablation(out, settings: dict | None = None, runs: list[AblationRun] | None = None,
-                 arch=SMALL, jobs: int = 2, progress: bool = True) -> dict:
-    """Train and score every run not yet in ``out`` (JSON), rewriting ``out`` after each.
+def run_grid(out, runs_dir, settings: GridSettings, runs: list[AblationRun] | None = None,
+             jobs: int = 2, progress: bool = True) -> dict:
+    """Train and score every run of the grid not yet in ``out`` (JSON), rewriting it after each.
 
-    Returns the result dictionary: ``{"meta": {...}, "input": {...}, "runs": [...]}`` where
-    ``input`` scores the unprocessed noisy files and each run holds its settings, parameter
-    count, training seconds, mean training loss, a ``summary`` (per metric: mean, ci95, n)
-    and ``files`` (per metric: one value per test file, in ``meta["test_files"]`` order).
+    Returns ``{"meta": ..., "input": {set: scores of the noisy input}, "runs": [...]}``.
 
     Raises:
-        ValueError: ``out`` exists but was made with other settings (it is never overwritten).
+        ValueError: ``out`` exists but holds another grid (it is never overwritten).
     """
-    out = Path(out)
-    settings = {**SETTINGS, **(settings or {})}
-    runs = ablation_runs() if runs is None else runs
-    pairs = test_subset(settings["test_files"])
-    meta = _meta(settings, arch, pairs)
+    out, runs_dir = Path(out), Path(runs_dir)
+    runs = settings.runs if runs is None else runs
+    sets = eval_sets(settings)
+    meta = _meta(settings, sets)
     if out.exists():
         try:
             result = json.loads(out.read_text())
-            same = result["meta"]["settings"] == meta["settings"] and \
-                result["meta"]["arch"] == json.loads(json.dumps(meta["arch"]))
+            same = result["meta"]["settings"] == json.loads(json.dumps(meta["settings"]))
         except (ValueError, KeyError, TypeError):
             same = False
         if not same:
-            raise ValueError(f"{out}: exists and was not made by dcu.ablation with these "
-                             "settings; choose another --out (it is never overwritten)")
+            raise ValueError(f"{out}: exists and holds another grid; choose another --out "
+                             "(it is never overwritten)")
     else:
-        result = {"meta": meta, "input": _score(pairs, None, jobs, progress), "runs": []}
-        _write(out, result)
+        result = {"meta": meta, "input": {k: score(v, None, jobs, progress) for k, v in sets.items()},
+                  "runs": []}
+        write_json_atomic(out, result)
     done = {r["name"] for r in result["runs"]}
     for run in runs:
         if run.name in done:
             continue
         if progress:
             print(f"== {run.name}", flush=True)
-        with tempfile.TemporaryDirectory(prefix="dcu-ablation-") as work:
-            model, train_loss, seconds = train_one(run, settings, arch, Path(work), progress)
-        scored = _score(pairs, model.enhance, jobs, progress)
-        result["runs"].append({**asdict(run), "num_parameters": model.num_parameters(),
-                               "train_seconds": round(seconds, 1),
-                               "train_loss_mean": _round(train_loss), **scored})
-        _write(out, result)
+        last = train_run(run, settings, runs_dir / run.folder, progress)
+        model = load(last, precision=settings.precision)
+        meta_run = model.metadata
+        record = {**asdict(run), "arch": settings.arch, "steps": meta_run["step"],
+                  "batch_size": settings.batch_size, "segment_seconds": settings.segment_seconds,
+                  "precision": meta_run.get("precision"), "num_parameters": model.num_parameters(),
+                  "wall_seconds": round(meta_run.get("clock", {}).get("wall_seconds", 0.0), 1),
+                  "cpu_seconds": round(meta_run.get("clock", {}).get("cpu_seconds", 0.0), 1),
+                  "machine": _machine(), "log": _read_log(runs_dir / run.folder),
+                  "folder": str(runs_dir / run.folder)}
+        for name, pairs in sets.items():
+            record[name] = score(pairs, model.enhance, jobs, progress)
+        result["runs"].append(record)
+        write_json_atomic(out, result)
     return result
 
 
 def ablation_cli(argv: list[str]) -> int:
-    """``dcu ablation`` / ``python -m dcu.ablation``: run (or resume) the ablation."""
+    """``dcu ablation``: run (or resume) a grid and print its table."""
     p = argparse.ArgumentParser(prog="dcu ablation", description=__doc__.splitlines()[0])
-    p.add_argument("--out", required=True, help="result JSON (resumed if it exists)")
-    p.add_argument("--steps", type=int,
-                   help=f"training steps per run (default {SETTINGS['steps']})")
-    p.add_argument("--test-files", type=int, help="test files scored per run "
-                   f"(default {SETTINGS['test_files']})")
-    p.add_argument("--quick", action="store_true",
-                   help="smoke run: 2 configurations, 3 steps, 3 test files")
+    p.add_argument("--grid", default="paper", choices=list(GRIDS),
+                   help="paper: DCUnet-10, 1500 steps per run (hours of CPU); small: the book's "
+                        "laptop-scale grid (minutes); quick: a smoke test")
+    p.add_argument("--out", type=Path, help="result JSON, resumed if it exists "
+                   "(default data/results/ablation.json for the paper grid)")
+    p.add_argument("--runs", type=Path, default=Path("runs/ablation"),
+                   help="folder holding one training folder per run (default runs/ablation)")
+    p.add_argument("--only", nargs="+", metavar="NAME", help="run only these runs of the grid")
+    p.add_argument("--steps", type=int, help="override the grid's training steps per run")
     p.add_argument("--jobs", type=int, default=2, help="metric worker processes")
     args = p.parse_args(argv)
-    settings = dict(QUICK if args.quick else SETTINGS)
+    settings = GRIDS[args.grid]
     if args.steps is not None:
-        settings["steps"] = args.steps
-    if args.test_files is not None:
-        settings["test_files"] = args.test_files
-    if settings["steps"] < 1 or settings["test_files"] < 1:
-        print("dcu ablation: error: --steps and --test-files must be at least 1")
-        return 2
-    runs = ablation_runs()
-    if args.quick:
-        runs = [runs[-1], runs[1]]  # UBD/MSE and the real twin: both code paths
+        if args.steps < 1:
+            p.error("--steps must be at least 1")
+        settings = GridSettings(**{**asdict(settings), "steps": args.steps, "runs": settings.runs})
+    runs = settings.runs
+    if args.only:
+        unknown = set(args.only) - {r.name for r in runs}
+        if unknown:
+            p.error(f"no run named {', '.join(sorted(unknown))} in the {args.grid} grid; "
+                    f"choose from: {', '.join(r.name for r in runs)}")
+        runs = [r for r in runs if r.name in args.only]
+    out = args.out or (Path("data/results/ablation.json") if args.grid == "paper" else None)
+    if out is None:
+        p.error("--out is required for this grid")
     try:
-        result = run_ablation(args.out, settings, runs, jobs=args.jobs)
-    except ValueError as exc:
-        print(f"dcu ablation: error: {exc}")
+        result = run_grid(out, args.runs / args.grid, settings, runs, jobs=args.jobs)
+    except (ValueError, TrainingError, FileNotFoundError) as exc:
+        print(f"dcu ablation: error: {exc}", file=sys.stderr)
         return 1
     for r in result["runs"]:
-        s = r["summary"]
-        print(f"{r['name']:<18} PESQ {s['pesq']['mean']:.3f}  SI-SDR {s['si_sdr']['mean']:6.2f} dB"
-              f"  STOI {s['stoi']['mean']:.3f}  ({r['train_seconds']:.0f} s)")
+        s = r["test"]["summary"]
+        print(f"{r['name']:<18} PESQ {s['pesq']['mean']:.3f}  STOI {s['stoi']['mean']:.3f}  "
+              f"SI-SDR {s['si_sdr']['mean']:6.2f} dB  ({r['steps']} steps, {r['wall_seconds']:.0f} s)")
     return 0
 
 

@@ -68,6 +68,12 @@ ARCHITECTURES: dict[str, Architecture] = {
     "tiny": _arch("tiny", [
         (1, 8, _K53, (2, 2)), (8, 8, _K53, (2, 2)),
     ]),
+    # the book's ablation network at laptop scale: DCUnet-10 with half the channels and one
+    # encoder fewer, about a fifth of its parameters (chapter 7's live cell)
+    "small": _arch("small", [
+        (1, 16, _K75, (2, 2)), (16, 32, _K75, (2, 2)), (32, 32, _K53, (2, 2)),
+        (32, 32, _K53, (2, 1)),
+    ]),
     "DCUnet-10": _arch("DCUnet-10", [
         (1, 32, _K75, (2, 2)), (32, 64, _K75, (2, 2)), (64, 64, _K53, (2, 2)),
         (64, 64, _K53, (2, 2)), (64, 64, _K53, (2, 1)),

@@ -190,6 +190,9 @@ class Trainer:
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.best, self.history = float("-inf"), []
+        # time spent on this run, summed over every process that worked on it (resumes too)
+        self.clock = {"wall_seconds": 0.0, "cpu_seconds": 0.0}
+        self._clock_mark = (time.time(), time.process_time())
         self.previous_stage = None
         if cfg.init and not resume:
             from dcu.checkpoint import load
@@ -214,18 +217,27 @@ class Trainer:
             self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
 
     # -- checkpoints -----------------------------------------------------------------------
+    def _tick(self) -> dict:
+        """Add the time since the last tick to :attr:`clock`; returns it."""
+        now = (time.time(), time.process_time())
+        self.clock["wall_seconds"] += now[0] - self._clock_mark[0]
+        self.clock["cpu_seconds"] += now[1] - self._clock_mark[1]
+        self._clock_mark = now
+        return self.clock
+
     def _payload(self, valid=None) -> dict:
         state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         meta = {"train_config": asdict(self.cfg), "step": self.step, "epoch": self.epoch,
                 "valid": valid or (self.history[-1]["valid"] if self.history else {}),
                 "torch_version": torch.__version__, "num_parameters": self.model.num_parameters(),
-                "precision": self.precision,
+                "precision": self.precision, "clock": dict(self._tick()),
                 "data": self.cfg.data}
         if self.previous_stage:
             meta["previous_stage"] = self.previous_stage
         train_state = {"optimizer": self.opt.state_dict(), "step": self.step, "epoch": self.epoch,
                        "batch_in_epoch": self.batch_in_epoch, "best": self.best,
-                       "history": _plain(self.history), "torch_rng": torch.get_rng_state()}
+                       "history": _plain(self.history), "torch_rng": torch.get_rng_state(),
+                       "clock": dict(self.clock)}
         return {"format": FORMAT, "format_version": FORMAT_VERSION,
                 "config": self.model.config_dict(), "state_dict": state,
                 "metadata": _plain(meta), "train_state": train_state}
@@ -250,6 +262,7 @@ class Trainer:
         self.opt.load_state_dict(ts["optimizer"])
         self.step, self.epoch, self.batch_in_epoch = ts["step"], ts["epoch"], ts["batch_in_epoch"]
         self.best, self.history = ts["best"], list(ts["history"])
+        self.clock = dict(ts.get("clock", self.clock))
         torch.set_rng_state(ts["torch_rng"])
 
     # -- the loop --------------------------------------------------------------------------
@@ -355,7 +368,7 @@ class Trainer:
         valid = validate(self.model, valid_pairs, self.device) if self.rank == 0 else {}
         row = {"step": self.step, "epoch": self.epoch, "lr": lr_at(max(0, self.step - 1), self.cfg),
                "train_loss": float(np.mean(running)) if running else float("nan"),
-               "minutes": (time.time() - start) / 60, "valid": valid}
+               "minutes": (time.time() - start) / 60, **self._tick(), "valid": valid}
         self.history.append(row)
         if self.rank == 0:
             score = _score(valid)

@@ -27,7 +27,7 @@ PAPER_ENCODERS = {
 }
 PUBLISHED_PARAMS = {"DCUnet-10": 1.42e6, "DCUnet-16": 2.38e6, "DCUnet-20": 3.53e6,
                     "Large-DCUnet-20": 7.66e6}
-DEPTH = {"tiny": 4, "DCUnet-10": 10, "DCUnet-16": 16, "DCUnet-20": 20, "Large-DCUnet-20": 20}
+DEPTH = {"tiny": 4, "small": 8, "DCUnet-10": 10, "DCUnet-16": 16, "DCUnet-20": 20, "Large-DCUnet-20": 20}
 
 
 @pytest.mark.parametrize("name", list(PAPER_ENCODERS))
