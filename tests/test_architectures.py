@@ -118,7 +118,7 @@ def test_architecture_objects_pass_through_and_build():
 
 
 def test_unknown_architecture_errors_clearly():
-    with pytest.raises(ValueError, match="unknown architecture 'DCUnet-12'; choose one of tiny, "
+    with pytest.raises(ValueError, match="unknown architecture 'DCUnet-12'; choose one of tiny, small, "
                                          "DCUnet-10, DCUnet-16, DCUnet-20, Large-DCUnet-20"):
         get_architecture("DCUnet-12")
     with pytest.raises(ValueError, match="unknown architecture '30'"):
