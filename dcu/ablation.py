@@ -212,7 +212,7 @@ def ablation_cli(argv: list[str]) -> int:
     if args.test_files is not None:
         settings["test_files"] = args.test_files
     if settings["steps"] < 1 or settings["test_files"] < 1:
-        print("dcu ablation: error: --steps and --test-files must be at least 1")
+        print("dcu ablation: error: --steps and --test-files must be at least 1", file=sys.stderr)
         return 2
     runs = ablation_runs()
     if args.quick:
@@ -220,7 +220,7 @@ def ablation_cli(argv: list[str]) -> int:
     try:
         result = run_ablation(args.out, settings, runs, jobs=args.jobs)
     except ValueError as exc:
-        print(f"dcu ablation: error: {exc}")
+        print(f"dcu ablation: error: {exc}", file=sys.stderr)
         return 1
     for r in result["runs"]:
         s = r["summary"]

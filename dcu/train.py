@@ -19,6 +19,7 @@ import csv
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -421,7 +422,7 @@ def train_cli(argv: list[str]) -> int:
     try:
         best = train(cfg, resume=resume)
     except (TrainingError, FileNotFoundError, ValueError) as exc:
-        print(f"dcu train: error: {exc}")
+        print(f"dcu train: error: {exc}", file=sys.stderr)
         return 1
     print(f"best checkpoint: {best}")
     return 0

@@ -108,9 +108,9 @@ def test_other_settings_never_overwrite_the_file(quick):
 
 def test_cli_rejects_bad_arguments_and_foreign_files(tmp_path, capsys):
     assert ablation.ablation_cli(["--out", str(tmp_path / "a.json"), "--steps", "0"]) == 2
-    assert "at least 1" in capsys.readouterr().out
+    assert "at least 1" in capsys.readouterr().err
     foreign = tmp_path / "mine.json"
     foreign.write_text('{"my": "notes"}')
     assert ablation.ablation_cli(["--out", str(foreign), "--quick"]) == 1
-    assert "never overwritten" in capsys.readouterr().out
+    assert "never overwritten" in capsys.readouterr().err
     assert foreign.read_text() == '{"my": "notes"}'

@@ -88,7 +88,7 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, small_corpus)
     # starting again without --resume must not clobber the run
     again = subprocess.run([sys.executable, "-m", "dcu", "train", *args, "--out", str(tmp_path / "b")],
                            capture_output=True, text=True, timeout=600)
-    assert again.returncode == 1 and "--resume" in again.stdout
+    assert again.returncode == 1 and "--resume" in again.stderr
     resumed = subprocess.run([sys.executable, "-m", "dcu", "train", *args, "--out", str(tmp_path / "b"),
                               "--resume"], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -129,7 +129,7 @@ def test_train_cli_reports_errors_in_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "dcu", "train", "--arch", "tiny", "--data",
                         str(tmp_path / "nowhere"), "--out", str(tmp_path / "r")],
                        capture_output=True, text=True, timeout=300)
-    assert r.returncode == 1 and "nowhere" in r.stdout and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "nowhere" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_ddp_two_cpu_processes_keep_replicas_identical(tmp_path, small_corpus):
