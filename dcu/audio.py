@@ -78,7 +78,8 @@ def resample(wav: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     """
     if not (0 < int(orig_sr) <= MAX_SAMPLE_RATE and 0 < int(target_sr) <= MAX_SAMPLE_RATE):
         # the polyphase filter grows with the rates: an absurd rate would allocate gigabytes
-        raise ValueError(f"sample rates must be 1..{MAX_SAMPLE_RATE} Hz, got {orig_sr} -> {target_sr}")
+        raise ValueError(f"sample rates must be positive and at most {MAX_SAMPLE_RATE} Hz, got "
+                         f"{orig_sr} -> {target_sr}")
     wav = np.asarray(wav, dtype=np.float32)
     if int(orig_sr) == int(target_sr):
         return wav.copy()

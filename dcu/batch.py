@@ -31,9 +31,8 @@ def scan_folder(folder: Path) -> tuple[list[Path], list[str], list[str]]:
     Every entry is either processed or reported. Notes (the exit status stays 0): files with
     other endings, hidden files and folders, links to folders (not followed), and earlier
     outputs of ``dcu enhance`` (names ending in ``_enhanced``; a name that merely contains it,
-    such as ``my_enhanced_take.wav``, is processed). Errors (exit status
-    1): broken links, audio-named entries that are not regular files, folders that cannot be
-    listed.
+    such as ``my_enhanced_take.wav``, is processed). Errors (exit status 1): broken links,
+    audio-named entries that are not regular files, folders that cannot be listed.
     """
     files, notes, errors = [], [], []
     other, hidden, earlier = [], [], []

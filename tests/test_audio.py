@@ -211,7 +211,7 @@ def test_absurd_rates_and_channel_counts_are_refused_from_the_header(tmp_path, o
     with pytest.raises(AudioError, match=r"bad\.wav: " + message):
         load_audio(bad)
     assert MIN_SAMPLE_RATE == 1000 and MAX_SAMPLE_RATE == 384000 and MAX_CHANNELS == 32
-    with pytest.raises(ValueError, match="1..384000 Hz"):  # a filter for 2 GHz would be gigabytes
+    with pytest.raises(ValueError, match="at most 384000 Hz"):  # a filter for 2 GHz would be gigabytes
         resample(np.zeros(100), 2_000_000_001, 16000)
 
 
