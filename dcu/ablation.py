@@ -33,7 +33,7 @@ import torch
 from dcu.checkpoint import load
 from dcu.data import list_pairs
 from dcu.evaluate import evaluate_pairs
-from dcu.files import write_json_atomic
+from dcu.atomic import write_json
 from dcu.train import TrainConfig, Trainer, TrainingError
 
 __all__ = ["AblationRun", "GridSettings", "GRIDS", "run_grid", "ablation_cli"]
@@ -204,7 +204,7 @@ def run_grid(out, runs_dir, settings: GridSettings, runs: list[AblationRun] | No
     else:
         result = {"meta": meta, "input": {k: score(v, None, jobs, progress) for k, v in sets.items()},
                   "runs": []}
-        write_json_atomic(out, result)
+        write_json(out, result)
     done = {r["name"] for r in result["runs"]}
     for run in runs:
         if run.name in done:
@@ -224,7 +224,7 @@ def run_grid(out, runs_dir, settings: GridSettings, runs: list[AblationRun] | No
         for name, pairs in sets.items():
             record[name] = score(pairs, model.enhance, jobs, progress)
         result["runs"].append(record)
-        write_json_atomic(out, result)
+        write_json(out, result)
     return result
 
 

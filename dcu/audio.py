@@ -4,7 +4,16 @@ Everything in dcu works on 16 kHz float32 waveforms. This module is the one door
 audio files come in (any rate, any channel count, WAV/FLAC/OGG via ``soundfile``) and go out
 (written atomically, never over a file the user made unless asked).
 
-It imports nothing from dcu, so it can be read and tested alone.
+Limits (checked from the file's header, before any memory is allocated for its samples, so a
+small file whose header claims an absurd property fails at once with a one-line error):
+
+- sample rate from :data:`MIN_SAMPLE_RATE` (1 kHz) to :data:`MAX_SAMPLE_RATE` (384 kHz);
+- at most :data:`MAX_CHANNELS` (32) channels;
+- at most :data:`MAX_SECONDS` (3 hours) and :data:`MAX_SAMPLES` (2**28 samples over all
+  channels, 1 GiB as float32) per file. Samples are read in blocks, so a header that claims more
+  frames than the file holds costs only what the file really holds.
+
+It imports nothing from dcu but :mod:`dcu.atomic`, so it can be read and tested alone.
 
 Book: book/01_introduction.ipynb
 """
@@ -12,7 +21,6 @@ Book: book/01_introduction.ipynb
 from __future__ import annotations
 
 import os
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -20,9 +28,18 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
+from dcu.atomic import atomic_write
+
 __all__ = [
     "AUDIO_EXTENSIONS",
     "AudioError",
+    "MAX_CHANNELS",
+    "MAX_SAMPLES",
+    "MAX_SAMPLE_RATE",
+    "MAX_SECONDS",
+    "MIN_SAMPLE_RATE",
+    "check_audio",
+    "read_audio",
     "is_silent",
     "load_audio",
     "resample",
@@ -31,6 +48,12 @@ __all__ = [
 
 #: File name endings that :func:`load_audio` and :class:`dcu.data.AudioFolder` accept.
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+
+#: Bounds on what :func:`load_audio` accepts (see the module docstring).
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1_000, 384_000
+MAX_CHANNELS = 32
+MAX_SECONDS = 3 * 3600
+MAX_SAMPLES = 2**28
 
 _FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
 
@@ -47,14 +70,16 @@ def resample(wav: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
 
     Args:
         wav: ``(..., time)`` float array.
-        orig_sr, target_sr: positive integer rates in Hz.
+        orig_sr, target_sr: integer rates in Hz, 1 to :data:`MAX_SAMPLE_RATE`.
 
     Returns:
         ``(..., ceil(time * target_sr / orig_sr))`` float32 array (a copy even when the rates
         are equal).
     """
-    if int(orig_sr) <= 0 or int(target_sr) <= 0:
-        raise ValueError(f"sample rates must be positive, got {orig_sr} -> {target_sr}")
+    if not (0 < int(orig_sr) <= MAX_SAMPLE_RATE and 0 < int(target_sr) <= MAX_SAMPLE_RATE):
+        # the polyphase filter grows with the rates: an absurd rate would allocate gigabytes
+        raise ValueError(f"sample rates must be positive and at most {MAX_SAMPLE_RATE} Hz, got "
+                         f"{orig_sr} -> {target_sr}")
     wav = np.asarray(wav, dtype=np.float32)
     if int(orig_sr) == int(target_sr):
         return wav.copy()
@@ -63,11 +88,92 @@ def resample(wav: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
+def check_audio(path) -> sf._SoundFileInfo:
+    """The header of an audio file (``soundfile.info``), checked against the module's limits.
+
+    Nothing but the header is read, so this is cheap and allocates nothing that depends on what
+    the header claims.
+
+    Returns:
+        The ``soundfile`` info object (``samplerate``, ``channels``, ``frames``, ``format``...).
+
+    Raises:
+        AudioError: the file is missing, not audio, or its rate, channel count or length is
+        outside the limits; the message names the file and the limit.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"{path}: no such file; check the path (relative paths start at {os.getcwd()})")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a folder, not an audio file; pass one file, or use dcu.data.AudioFolder")
+    try:
+        info = sf.info(str(path))
+    except Exception as err:  # libsndfile reports corrupt and non-audio files alike
+        raise _unreadable(path, err) from None
+    rate, channels, frames = int(info.samplerate), int(info.channels), int(info.frames)
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise AudioError(f"{path}: sample rate {rate} Hz is outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz "
+                         "(a damaged header?); convert it, e.g. `ffmpeg -i in -ar 16000 out.wav`")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise AudioError(f"{path}: {channels} channels; dcu reads 1 to {MAX_CHANNELS} "
+                         "(a damaged header?); extract the channels you need with ffmpeg or sox")
+    if frames > MAX_SECONDS * rate or frames * channels > MAX_SAMPLES:
+        raise AudioError(f"{path}: {frames} frames x {channels} channels ({frames / rate / 3600:.1f} h) "
+                         f"is over dcu's limit ({MAX_SECONDS // 3600} h, {MAX_SAMPLES} samples per file); "
+                         "split it into shorter files")
+    return info
+
+
+def _unreadable(path, err) -> AudioError:
+    reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return AudioError(f"{path}: cannot be read as audio ({reason}); convert it to WAV or FLAC "
+                      "(e.g. `ffmpeg -i in.xxx -ar 16000 out.wav`)")
+
+
+def read_audio(path) -> tuple[np.ndarray, int]:
+    """Read an audio file at its own rate: ``((channels, time) float32, rate)``.
+
+    The header is checked first (:func:`check_audio`), and samples are read in blocks of one
+    second, so memory follows what the file really holds. Raises :class:`AudioError` as
+    :func:`load_audio` does.
+    """
+    path = Path(path)
+    info = check_audio(path)
+    rate, limit = int(info.samplerate), min(MAX_SAMPLES // info.channels, MAX_SECONDS * info.samplerate)
+    blocks, frames = [], 0
+    try:
+        with sf.SoundFile(str(path)) as f:
+            while True:
+                block = f.read(rate, dtype="float32", always_2d=True)
+                if not len(block):
+                    break
+                frames += len(block)
+                if frames > limit:
+                    raise AudioError(f"{path}: holds more than {limit} frames, dcu's limit "
+                                     f"({MAX_SECONDS // 3600} h, {MAX_SAMPLES} samples); split it")
+                blocks.append(block)
+    except AudioError:
+        raise
+    except Exception as err:
+        if frames:  # libsndfile fails when it seeks past the end of what the file holds
+            raise AudioError(f"{path}: cannot be read after {frames} of the {info.frames} frames its "
+                             "header claims (truncated or damaged); re-export it") from None
+        raise _unreadable(path, err) from None
+    if frames == 0:
+        raise AudioError(f"{path}: contains no samples (empty audio); record or export it again")
+    data = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+    del blocks
+    if not np.all(np.isfinite(data)):
+        raise AudioError(f"{path}: contains NaN or infinite samples; re-export it as 16-bit PCM")
+    return np.ascontiguousarray(data.T), rate
+
+
 def load_audio(path, sample_rate: int | None = 16000, mono: bool = True) -> np.ndarray:
     """Read an audio file as float32 in [-1, 1], resampled to ``sample_rate``.
 
     Args:
-        path: a WAV, FLAC or OGG file (anything libsndfile reads).
+        path: a WAV, FLAC or OGG file (anything libsndfile reads), within the module's limits
+            (rate 1-384 kHz, at most 32 channels, 3 hours and 2**28 samples).
         sample_rate: the rate to return, in Hz; ``None`` keeps the file's own rate.
         mono: ``True`` averages the channels into one; ``False`` keeps them apart.
 
@@ -76,28 +182,11 @@ def load_audio(path, sample_rate: int | None = 16000, mono: bool = True) -> np.n
         file gives ``(1, time)``).
 
     Raises:
-        AudioError: the file is missing, unreadable or not audio, holds no samples, or holds
-        NaN/inf samples. Silence is legal here; callers that must refuse it use
-        :func:`is_silent`.
+        AudioError: the file is missing, unreadable or not audio, outside the limits, holds no
+        samples, or holds NaN/inf samples. Silence is legal here; callers that must refuse it
+        use :func:`is_silent`.
     """
-    path = Path(path)
-    if not path.exists():
-        raise AudioError(f"{path}: no such file; check the path (relative paths start at {os.getcwd()})")
-    if path.is_dir():
-        raise AudioError(f"{path}: is a folder, not an audio file; pass one file, or use dcu.data.AudioFolder")
-    try:
-        data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as err:  # libsndfile reports corrupt and non-audio files alike
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise AudioError(
-            f"{path}: cannot be read as audio ({reason}); convert it to WAV or FLAC "
-            "(e.g. `ffmpeg -i in.xxx -ar 16000 out.wav`)"
-        ) from err
-    if data.shape[0] == 0:
-        raise AudioError(f"{path}: contains no samples (empty audio); record or export it again")
-    if not np.all(np.isfinite(data)):
-        raise AudioError(f"{path}: contains NaN or infinite samples; re-export it as 16-bit PCM")
-    wav = np.ascontiguousarray(data.T)  # (channels, time)
+    wav, file_sr = read_audio(path)
     if mono:
         wav = wav.mean(axis=0)
     if sample_rate is not None and int(file_sr) != int(sample_rate):
@@ -119,7 +208,8 @@ def is_silent(wav, threshold_db: float = -80.0) -> bool:
 
 
 def save_audio(path, wav, sample_rate: int, overwrite: bool = False) -> Path:
-    """Write ``wav`` to ``path`` atomically (temporary file, then ``os.replace``).
+    """Write ``wav`` to ``path`` atomically (:func:`dcu.atomic.atomic_write`: temporary file,
+    then ``os.replace``; the file gets the umask's permissions, like any program's output).
 
     The format follows the file ending (.wav and .flac as 16-bit PCM, .ogg as Vorbis).
     Samples outside [-1, 1] are clipped, as 16-bit PCM would do anyway.
@@ -146,13 +236,5 @@ def save_audio(path, wav, sample_rate: int, overwrite: bool = False) -> Path:
         raise AudioError(f"{path}: refusing to write NaN or infinite samples; check the model output")
     data = np.clip(wav if wav.ndim == 1 else wav.T, -1.0, 1.0)
     fmt, subtype = _FORMATS[ext]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        sf.write(tmp, data, int(sample_rate), format=fmt, subtype=subtype)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return atomic_write(path, lambda tmp: sf.write(tmp, data, int(sample_rate), format=fmt,
+                                                   subtype=subtype))

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from dcu.architectures import ARCHITECTURES
+from dcu.atomic import write_json
 from dcu.engine import PRECISIONS, optimize, resolve_precision, tune_cpu
 from dcu.measure import (alternate, analytic_forward_flops, analytic_training_flops,
                          conv_peak_gflops, inference_call, peak_training_memory, training_step)
@@ -101,14 +102,6 @@ def format_row(r: dict) -> str:
             f"{100 * r['inference_peak_fraction']:>9.0f}% {100 * r['train_peak_fraction']:>11.0f}%")
 
 
-def write_json_atomic(path: Path, data) -> None:
-    """Write ``data`` as JSON via a temporary file renamed into place."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
-
-
 def bench_cli(argv: list[str]) -> int:
     """``dcu bench [--arch A ...] [--precision P] [--json FILE] [--quick]``."""
     p = argparse.ArgumentParser(prog="dcu bench", description=__doc__.splitlines()[0])
@@ -157,7 +150,7 @@ def bench_cli(argv: list[str]) -> int:
                                "batch_norm": args.batch_norm, "train_batch": "8 x 2 s",
                                "inference_clip_seconds": 10},
                   "results": rows}
-        write_json_atomic(args.json, report)
+        write_json(args.json, report)
         print(f"wrote {args.json}")
     return 0
 

@@ -8,23 +8,32 @@ lists and dicts)::
 
 :func:`load` reads it with ``torch.load(..., weights_only=True)``, which refuses to unpickle
 arbitrary objects, so a checkpoint from a stranger cannot run code. Files are written atomically
-(a temporary file in the same folder, then ``os.replace``), so an interrupted save never leaves a
-half-written checkpoint under the final name.
+(:mod:`dcu.atomic`: a temporary file in the same folder, then ``os.replace``, with the umask's
+permissions), so an interrupted save never leaves a half-written checkpoint under the final name,
+and a killed save's temporary file is removed by the next save.
+
+Integrity: ``metadata["tensor_sha256"]`` is a SHA-256 of every tensor in the file (names, dtypes,
+shapes and bytes; :func:`tensor_checksum`), checked on load, so a flipped byte inside the weights
+is an error instead of a silently different model. Files written before the checksum existed
+(the shipped ``data/checkpoints/*.pt`` among them) have none and load as before. The fields and
+their types are checked too: a file with dcu's header but not its fields gets a one-line error
+naming it.
 
 Book: book/07_training.ipynb
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
-import tempfile
 from pathlib import Path
 
 import torch
 
 import dcu
 from dcu.engine import optimize
+from dcu.atomic import atomic_write
 from dcu.unet import DCUnet, ModelConfig
 
 FORMAT = "dcu-checkpoint"
@@ -81,21 +90,53 @@ def _plain(value):
     return str(value)
 
 
+def tensor_checksum(payload: dict) -> str:
+    """SHA-256 (hex) of every tensor in ``payload`` outside ``metadata``: each one's key path,
+    dtype, shape and bytes, in sorted key order (weights, and a training run's optimiser state)."""
+    h = hashlib.sha256()
+
+    def walk(prefix, value):
+        if isinstance(value, torch.Tensor):
+            t = value.detach().cpu().contiguous().reshape(-1)
+            h.update(f"{prefix}|{t.dtype}|{tuple(value.shape)}|".encode())
+            h.update(t.view(torch.uint8).numpy() if t.numel() else b"")
+        elif isinstance(value, dict):
+            for k in sorted(value, key=str):
+                walk(f"{prefix}/{k}", value[k])
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                walk(f"{prefix}/{i}", v)
+
+    walk("", {k: v for k, v in payload.items() if k != "metadata"})
+    return h.hexdigest()
+
+
+def with_checksum(payload: dict) -> dict:
+    """``payload`` with ``metadata["tensor_sha256"]`` set (the metadata dict is copied)."""
+    return {**payload, "metadata": {**payload.get("metadata", {}),
+                                    "tensor_sha256": tensor_checksum(payload)}}
+
+
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file next to ``path``, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    def write(tmp):
+        with open(tmp, "wb") as f:
             torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    atomic_write(path, write)
+
+
+def check_fields(path, mapping, fields: dict, where: str = "") -> None:
+    """Raise :class:`CheckpointError` naming ``path`` unless ``mapping`` holds each of ``fields``
+    (``{name: type or tuple of types}``) with the right type."""
+    for name, kind in fields.items():
+        if not isinstance(mapping, dict) or name not in mapping:
+            raise CheckpointError(f"{path}: dcu checkpoint without its '{where}{name}' field "
+                                  "(damaged, or not written by dcu); re-save or re-train it")
+        if not isinstance(mapping[name], kind) or (kind is int and isinstance(mapping[name], bool)):
+            raise CheckpointError(f"{path}: field '{where}{name}' holds a "
+                                  f"{type(mapping[name]).__name__}, not what dcu writes; "
+                                  "the file is damaged or was edited")
 
 
 def save(model: DCUnet, path: str | os.PathLike, *, half: bool = False, **metadata) -> Path:
@@ -113,12 +154,16 @@ def save(model: DCUnet, path: str | os.PathLike, *, half: bool = False, **metada
     meta.update(metadata)
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": model.config_dict(),
                "state_dict": state, "metadata": _plain(meta)}
-    atomic_torch_save(payload, path)
+    atomic_torch_save(with_checksum(payload), path)
     return Path(path)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
-    """Load a checkpoint's dictionary safely, with clear errors for unusable files."""
+    """Load a checkpoint's dictionary safely, with clear errors for unusable files.
+
+    Checks the header, the fields and their types, and the tensors' checksum when the file has
+    one; raises :class:`CheckpointError` with a one-line message naming ``path`` otherwise.
+    """
     path = Path(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -132,9 +177,20 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a dcu checkpoint (no '{FORMAT}' header); "
                               "save models with dcu.save")
-    if payload.get("format_version", 0) > FORMAT_VERSION:
+    check_fields(path, payload, {"format_version": int})
+    if payload["format_version"] > FORMAT_VERSION:
         raise CheckpointError(f"{path}: written by a newer dcu (format "
                               f"{payload['format_version']}); upgrade dcu")
+    check_fields(path, payload, {"config": dict, "state_dict": dict, "metadata": dict})
+    bad = [k for k, v in payload["state_dict"].items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"{path}: weight {bad[0]!r} is not a tensor; the file is damaged "
+                              "or was edited")
+    stored = payload["metadata"].get("tensor_sha256")
+    if stored is not None and stored != tensor_checksum(payload):
+        raise CheckpointError(f"{path}: its tensors do not match the checksum stored with them "
+                              "(the file was damaged on disk or in transfer); re-download or "
+                              "re-train it")
     return payload
 
 
@@ -159,7 +215,11 @@ def load(path_or_name: str | os.PathLike, arch: str | None = None,
         if want != config.arch:
             raise CheckpointError(f"{path}: checkpoint holds a {config.arch}, not the requested "
                                   f"{want}; load it without arch= or pick the right file")
-    model = DCUnet(**vars(config))
+    try:
+        model = DCUnet(**vars(config))
+    except Exception as exc:  # a config field of the wrong kind or value
+        raise CheckpointError(f"{path}: checkpoint config is not understood "
+                              f"({str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__})") from None
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in payload["state_dict"].items()}
     try:
         model.load_state_dict(state)

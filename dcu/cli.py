@@ -10,11 +10,17 @@
     dcu export --onnx OUT.onnx [--model NAME_OR_PATH]
 
 Each subcommand lives in the module that owns the idea and parses its own options.
+
+Conventions: results go to standard output, errors (one line each, naming the file and the
+fix) to standard error. Exit status 0 on success, 1 when the work failed, 2 for bad options,
+130 on Ctrl-C. An unexpected exception is reported in one line as well; set ``DCU_DEBUG=1`` to
+see its traceback.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 COMMANDS = {
@@ -39,7 +45,7 @@ def _usage() -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print(_usage())
+        print(_usage(), file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
     if argv[0] in ("-V", "--version"):
         import dcu
@@ -57,3 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dcu: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug or an unforeseen failure: still one line, not a traceback
+        if os.environ.get("DCU_DEBUG"):
+            raise
+        text = str(exc).splitlines()[0] if str(exc).strip() else ""
+        print(f"dcu {name}: error: {type(exc).__name__}{': ' + text if text else ''} "
+              "(set DCU_DEBUG=1 to see the traceback)", file=sys.stderr)
+        return 1

@@ -7,10 +7,18 @@ enhanced file at the input's rate and channel count (each channel enhanced on it
   their path relative to that folder);
 - without: next to the input, as ``<name>_enhanced.<ext>``.
 
-It never overwrites an input, and never replaces an existing output unless ``--overwrite`` is
-given. Long recordings are processed in overlapping chunks (:meth:`dcu.DCUnet.enhance`), so
-memory stays bounded whatever the length. A bad file gets a one-line error naming it; the other
-files are still processed and the exit status is 1.
+All output paths are planned before any work (:mod:`dcu.batch`): two inputs with one output
+(``a/x.wav`` and ``b/x.wav`` into one ``--out``, ``x.mp3`` beside ``x.wav``), an output that
+would replace an input, an ``--out`` inside an input folder, and existing outputs (unless
+``--overwrite``) are refused in one line and nothing is written. A folder scan names what it
+passes over. Files are checked against :mod:`dcu.audio`'s limits from their header before being
+read. Long recordings are processed in overlapping chunks (:meth:`dcu.DCUnet.enhance`), so
+memory stays bounded whatever the length.
+
+Each file is isolated: whatever goes wrong with one (unreadable, out of memory, disk full) is
+reported in one line on standard error naming it, and the others still run. Exit status: 0 when
+every file was enhanced, 1 when anything was refused or failed, 2 for bad options, 130 on
+Ctrl-C (which stops the whole batch).
 
 ``dcu demo`` is the README's first command: enhance a shipped noisy recording with the shipped
 DCUnet-20 and print PESQ/STOI/SI-SDR before and after.
@@ -22,71 +30,79 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from dcu.audio import AUDIO_EXTENSIONS, AudioError, load_audio, save_audio
+from dcu.audio import AudioError, load_audio, read_audio, save_audio
+from dcu.batch import SUFFIX, _output_path, find_inputs, plan_outputs
 from dcu.checkpoint import CheckpointError, load
+from dcu.engine import PRECISIONS
 
-SUFFIX = "_enhanced"
-
-
-def find_inputs(inputs, out_dir=None) -> tuple[list[tuple[Path, Path]], list[str]]:
-    """``(input, output)`` path pairs for files and folders, and error lines for missing ones."""
-    jobs, errors = [], []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and
-                           p.suffix.lower() in AUDIO_EXTENSIONS and SUFFIX not in p.stem)
-            if not files:
-                errors.append(f"{path}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder")
-            for f in files:
-                rel = f.relative_to(path)
-                jobs.append((f, Path(out_dir) / path.name / rel if out_dir else _beside(f)))
-        elif path.exists():
-            jobs.append((path, Path(out_dir) / path.name if out_dir else _beside(path)))
-        else:
-            errors.append(f"{path}: no such file or folder")
-    return jobs, errors
+__all__ = ["check_chunk_seconds", "demo_cli", "describe_change", "enhance_cli", "enhance_file",
+           "find_inputs"]
 
 
-def _beside(path: Path) -> Path:
-    ext = path.suffix if path.suffix.lower() in AUDIO_EXTENSIONS else ".wav"
-    return path.with_name(f"{path.stem}{SUFFIX}{ext}")
+def _say(message: str) -> None:
+    """One line on standard error (through tqdm, so a progress bar is not torn)."""
+    tqdm.write(message, file=sys.stderr)
 
 
-def _output_path(out: Path) -> Path:
-    """Keep the input's name; an extension soundfile cannot write becomes .wav."""
-    return out if out.suffix.lower() in AUDIO_EXTENSIONS else out.with_suffix(".wav")
+def describe_failure(src, exc: BaseException) -> str:
+    """One line naming ``src`` and why enhancing it failed."""
+    if isinstance(exc, MemoryError):
+        reason = "out of memory; try a smaller --chunk-seconds or free memory"
+    elif isinstance(exc, OSError) and exc.strerror:
+        reason = f"{exc.strerror}" + (f" ({exc.filename})" if exc.filename else "")
+    else:
+        text = str(exc).splitlines()[0] if str(exc).strip() else ""
+        reason = text if isinstance(exc, ValueError) else f"{type(exc).__name__}: {text}".rstrip(": ")
+    return reason if reason.startswith(str(src)) else f"{src}: {reason}"
+
+
+def check_chunk_seconds(value) -> float:
+    """``chunk_seconds`` as a float from 1 to 600 s; ``ValueError`` (one line) otherwise.
+
+    :meth:`dcu.DCUnet.enhance` does not check it: NaN fails deep inside, a tiny or negative
+    value makes thousands of one-hop chunks, a huge one defeats the bounded memory.
+    """
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not 1.0 <= number <= 600.0:  # also refuses NaN and inf
+        raise ValueError(f"--chunk-seconds {value!r}: give seconds from 1 to 600 (memory grows "
+                         "with the chunk; the default is 10)")
+    return number
+
+
+def chunk_seconds_arg(text: str) -> float:
+    """argparse type for ``--chunk-seconds`` (one-line usage error)."""
+    try:
+        return check_chunk_seconds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[1]) from None
 
 
 def enhance_file(model, src, dst, overwrite: bool = False, chunk_seconds: float = 10.0,
                  dnsmos: bool = False) -> dict:
     """Enhance one file into ``dst`` at the input's rate and channel count; returns a summary."""
-    import soundfile as sf
-
     src, dst = Path(src), _output_path(Path(dst))
     if dst.resolve() == src.resolve():
         raise AudioError(f"{src}: the output would overwrite the input; choose another --out")
     if dst.exists() and not overwrite:
         raise AudioError(f"{dst}: already exists; delete it, choose another --out, or pass --overwrite")
-    try:
-        rate = sf.info(str(src)).samplerate
-    except Exception:
-        rate = None  # load_audio below gives the proper error
-    wav = load_audio(src, sample_rate=None, mono=False)  # (channels, time) at the file's rate
+    chunk_seconds = check_chunk_seconds(chunk_seconds)
+    wav, rate = read_audio(src)  # (channels, time) at the file's rate, within dcu's limits
     out = model.enhance(wav, rate, chunk_seconds=chunk_seconds,
                         progress=wav.shape[-1] / rate > 6 * chunk_seconds)
     try:
-        dst.parent.mkdir(parents=True, exist_ok=True)
         save_audio(dst, out if out.shape[0] > 1 else out[0], rate, overwrite=overwrite)
     except PermissionError:
         raise AudioError(f"{dst}: cannot write here (permission denied); choose another --out") from None
@@ -105,44 +121,57 @@ def enhance_file(model, src, dst, overwrite: bool = False, chunk_seconds: float 
 
 def enhance_cli(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="dcu enhance", description="Enhance noisy speech recordings "
-                                "(WAV/FLAC/OGG, any rate, any length, per channel).")
+                                "(WAV/FLAC/OGG, any rate, any length, per channel).",
+                                epilog="Exit status: 0 all files enhanced; 1 a file or an output "
+                                "was refused (each named on stderr); 2 bad options; 130 Ctrl-C.")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files or folders")
     p.add_argument("--model", default="dcunet20", help="shipped name (dcunet10/16/20) or checkpoint path")
     p.add_argument("--out", metavar="DIR", help="write outputs here, keeping each input's file name")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never inputs)")
-    p.add_argument("--chunk-seconds", type=float, default=10.0, help="chunk length for long files")
+    p.add_argument("--chunk-seconds", type=chunk_seconds_arg, default=10.0,
+                   help="chunk length for long files, 1 to 600 s (default: 10)")
     p.add_argument("--dnsmos", action="store_true", help="print reference-free DNSMOS before/after")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="auto (bfloat16 where the device runs it natively), fp32 or bf16")
     args = p.parse_args(argv)
     torch.set_flush_denormal(True)
+    fail = "dcu enhance: error: "
     if args.out:
         out = Path(args.out)
         if out.exists() and not out.is_dir():
-            print(f"dcu enhance: error: {out}: exists and is not a folder; choose another --out")
+            _say(f"{fail}{out}: exists and is not a folder; choose another --out")
             return 1
+    notes: list = []
+    jobs, errors = find_inputs(args.inputs, args.out, notes)
+    for line in notes:
+        _say(f"dcu enhance: note: {line}")
+    problem = plan_outputs(jobs, args.inputs, args.out, args.overwrite)
+    if problem:
+        _say(fail + problem)
+        return 1
+    if args.out:
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            print(f"dcu enhance: error: {out}: cannot create the output folder ({exc.strerror}); "
-                  "choose another --out")
+            _say(f"{fail}{out}: cannot create the output folder ({exc.strerror}); choose another --out")
             return 1
         if not os.access(out, os.W_OK):
-            print(f"dcu enhance: error: {out}: output folder is not writable; choose another --out")
+            _say(f"{fail}{out}: output folder is not writable; choose another --out")
             return 1
     try:
-        model = load(args.model, map_location=args.device)
-    except (CheckpointError, ValueError) as exc:
-        print(f"dcu enhance: error: {exc}")
+        model = load(args.model, map_location=torch.device(args.device), precision=args.precision)
+    except Exception as exc:  # a bad name or file, an unknown or missing device
+        _say(fail + describe_failure(args.model, exc))
         return 1
-    jobs, errors = find_inputs(args.inputs, args.out)
     for e in errors:
-        print(f"dcu enhance: error: {e}")
+        _say(fail + e)
     failed = len(errors)
     for src, dst in tqdm(jobs, desc="enhance", unit="file", disable=len(jobs) < 2):
         try:
             s = enhance_file(model, src, dst, args.overwrite, args.chunk_seconds, args.dnsmos)
-        except AudioError as exc:
-            tqdm.write(f"dcu enhance: error: {exc}")
+        except Exception as exc:  # any failure stays with its file; Ctrl-C still stops all
+            _say(fail + describe_failure(src, exc))
             failed += 1
             continue
         line = f"{s['input']} -> {s['output']} ({s['seconds']:.1f} s, {s['channels']} ch, {s['sample_rate']} Hz)"
@@ -176,6 +205,8 @@ def demo_cli(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="dcu demo", description="Enhance a shipped noisy recording "
                                 "with a shipped model and print its metrics before and after.")
     p.add_argument("--model", default="dcunet20")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="auto (bfloat16 where the CPU runs it natively), fp32 or bf16")
     p.add_argument("--file", help="test-split file name (default: a 2.5 dB one)")
     p.add_argument("--out", help="where to write the enhanced WAV (default: a temporary folder)")
     args = p.parse_args(argv)
@@ -188,26 +219,53 @@ def demo_cli(argv: list[str]) -> int:
     noisy_path = root / "corpus" / "test" / "noisy" / f"{name}.flac"
     clean_path = root / "corpus" / "test" / "clean" / f"{name}.flac"
     try:
-        model = load(args.model)
+        model = load(args.model, precision=args.precision)
         noisy, clean = load_audio(noisy_path), load_audio(clean_path)
     except (CheckpointError, AudioError) as exc:
-        print(f"dcu demo: error: {exc}")
+        print(f"dcu demo: error: {exc}", file=sys.stderr)
         return 1
     t = time.perf_counter()
     enhanced = model.enhance(noisy, 16000)
     took = time.perf_counter() - t
     out = Path(args.out) if args.out else Path(tempfile.gettempdir()) / "dcu-demo"
-    out.mkdir(parents=True, exist_ok=True)
-    dst = save_audio(out / f"{name}_{model.config.arch}.wav", enhanced, 16000, overwrite=True)
+    try:
+        dst = save_audio(out / f"{name}_{model.config.arch}.wav", enhanced, 16000, overwrite=True)
+    except (AudioError, OSError) as exc:
+        print(f"dcu demo: error: {describe_failure(out, exc)}; choose another --out", file=sys.stderr)
+        return 1
     print(f"{model.config.arch} ({model.num_parameters() / 1e6:.2f} M parameters, "
           f"{model.config.mask} mask) enhanced {noisy_path.name} "
           f"({noisy.size / 16000:.1f} s) in {took:.2f} s")
+    scores = {label: {"PESQ": metrics.pesq(clean, wav), "STOI": metrics.stoi(clean, wav),
+                      "SI-SDR": metrics.si_sdr(clean, wav)}
+              for label, wav in (("noisy", noisy), ("enhanced", enhanced))}
     print(f"{'':8}{'PESQ':>8}{'STOI':>8}{'SI-SDR':>9}")
-    for label, wav in (("noisy", noisy), ("enhanced", enhanced)):
-        print(f"{label:8}{metrics.pesq(clean, wav):8.2f}{metrics.stoi(clean, wav):8.3f}"
-              f"{metrics.si_sdr(clean, wav):8.2f} dB")
+    for label, m in scores.items():
+        print(f"{label:8}{m['PESQ']:8.2f}{m['STOI']:8.3f}{m['SI-SDR']:8.2f} dB")
+    print(describe_change(scores["noisy"], scores["enhanced"]))
     print(f"wrote {dst}")
     return 0
+
+
+DEMO_DIGITS = {"PESQ": 2, "STOI": 3, "SI-SDR": 2}  # as printed in the demo's table
+
+
+def describe_change(before: dict, after: dict) -> str:
+    """What the demo's numbers show, in plain words: which metrics the model raised, which it
+    lowered and which it left unchanged, compared at the precision printed (higher is better for
+    all three). A loss is called a loss: STOI 0.912 -> 0.909 reads "lowered STOI (-0.003)"."""
+    verdicts = {"raised": [], "lowered": [], "left unchanged": []}
+    for metric, digits in DEMO_DIGITS.items():
+        delta = round(after[metric], digits) - round(before[metric], digits)
+        step = 10.0 ** -digits
+        text = f"{metric} ({delta:+.{digits}f}{' dB' if metric == 'SI-SDR' else ''})"
+        key = "raised" if delta > step / 2 else "lowered" if delta < -step / 2 else "left unchanged"
+        verdicts[key].append(text if key != "left unchanged" else metric)
+    parts = [f"{verb} {' and '.join(items)}" for verb, items in verdicts.items() if items]
+    line = "On this one file the model " + "; ".join(parts) + "."
+    if verdicts["lowered"]:
+        line += " It made the lowered metric(s) worse than the noisy input."
+    return line + " One file proves little: `dcu evaluate` scores the test set with confidence intervals."
 
 
 if __name__ == "__main__":  # pragma: no cover

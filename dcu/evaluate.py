@@ -19,13 +19,14 @@ import math
 import multiprocessing
 import os
 import sys
-import tempfile
 import warnings
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
 
+from dcu.atomic import atomic_write
+from dcu.engine import PRECISIONS
 from dcu.metrics import METRICS, compute_all
 
 __all__ = ["evaluate_pairs", "summarize", "group_by", "format_table", "write_json",
@@ -55,7 +56,19 @@ def _score(name, clean_path, other_path, enhance, est, sample_rate):
             row = {"name": name, **compute_all(clean, est, sample_rate)}
         return row, [str(w.message) for w in caught]
     except Exception as err:  # re-raised in the parent, naming the file
-        raise ValueError(f"{name}: {err}") from None
+        raise ValueError(f"{name}: {_why(err)}") from None
+
+
+def _why(err: BaseException) -> str:
+    """One line saying what went wrong (the type too, unless it is a plain ValueError)."""
+    text = str(err).splitlines()[0] if str(err).strip() else ""
+    if isinstance(err, ValueError) and text:
+        return text
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def _raise(err):
+    raise err
 
 
 def _one_blas_thread():
@@ -75,7 +88,7 @@ def _in_workers(enhance) -> bool:
 
 
 def evaluate_pairs(pairs, enhance=None, jobs: int = 2, progress: bool = True,
-                   sample_rate: int = 16000):
+                   sample_rate: int = 16000, errors: list | None = None):
     """Score every pair; return ``(summary, rows)``.
 
     Args:
@@ -87,13 +100,17 @@ def evaluate_pairs(pairs, enhance=None, jobs: int = 2, progress: bool = True,
         jobs: worker processes for the metrics (1 computes everything in this process).
         progress: show a tqdm progress bar.
         sample_rate: files are read (and resampled if needed) at this rate.
+        errors: ``None`` raises on the first file that fails; a list isolates each file: a
+            failure (any exception: unreadable, wrong length, out of memory...) appends one line
+            ``"name: reason"`` to it, that file gets no row, and the others are still scored.
 
     Returns:
         ``summary``: ``{metric: {"mean", "ci95", "n"}}`` (see :func:`summarize`);
-        ``rows``: one dict per file, ``{"name", <metric>: value, ...}``, in input order.
+        ``rows``: one dict per scored file, ``{"name", <metric>: value, ...}``, in input order.
 
     Raises:
-        ValueError: a file cannot be read or scored; the message names it.
+        ValueError: a file cannot be read or scored (when ``errors`` is None); the message
+        names it.
     """
     from tqdm.auto import tqdm
 
@@ -101,19 +118,35 @@ def evaluate_pairs(pairs, enhance=None, jobs: int = 2, progress: bool = True,
     rows: list = [None] * len(pairs)
     bar = tqdm(total=len(pairs), desc="evaluate", unit="file", disable=not progress)
 
-    def collect(i, result):
-        row, messages = result
+    def collect(i, get):
+        try:
+            row, messages = get()
+        except Exception as err:  # one file's failure, whatever it is, stays with that file
+            if errors is None:
+                raise
+            text = _why(err)
+            errors.append(text if text.startswith(f"{pairs[i][0]}: ") else f"{pairs[i][0]}: {text}")
+            bar.update(1)
+            return
         rows[i] = row
         for msg in messages:
             warnings.warn(f"{row['name']}: {msg}", RuntimeWarning, stacklevel=3)
         bar.update(1)
+
+    def enhanced_here(name, path):
+        from dcu.audio import load_audio
+
+        try:
+            return np.asarray(enhance(load_audio(path, sample_rate), sample_rate))
+        except Exception as err:
+            raise ValueError(f"{name}: {_why(err)}") from err
 
     remote = _in_workers(enhance)
     if jobs <= 1:
         limits = _one_blas_thread()
         try:
             for i, (name, clean, path) in enumerate(pairs):
-                collect(i, _score(name, clean, path, enhance, None, sample_rate))
+                collect(i, lambda: _score(name, clean, path, enhance, None, sample_rate))
         finally:
             if limits is not None:
                 limits.restore_original_limits()
@@ -126,22 +159,21 @@ def evaluate_pairs(pairs, enhance=None, jobs: int = 2, progress: bool = True,
                 if remote:
                     fut = pool.submit(_score, name, clean, path, enhance, None, sample_rate)
                 else:  # enhance here (a model keeps its own threads), score in the workers
-                    from dcu.audio import load_audio
-
                     try:
-                        est = enhance(load_audio(path, sample_rate), sample_rate)
+                        est = enhanced_here(name, path)
                     except Exception as err:
-                        raise ValueError(f"{name}: {err}") from err
-                    fut = pool.submit(_score, name, clean, path, None, np.asarray(est),
-                                      sample_rate)
+                        collect(i, lambda: _raise(err))
+                        continue
+                    fut = pool.submit(_score, name, clean, path, None, est, sample_rate)
                 pending[fut] = i
                 if len(pending) >= 4 * jobs:
                     done, _ = wait(pending, return_when=FIRST_COMPLETED)
                     for fut in done:
-                        collect(pending.pop(fut), fut.result())
+                        collect(pending.pop(fut), fut.result)
             for fut in list(pending):
-                collect(pending.pop(fut), fut.result())
+                collect(pending.pop(fut), fut.result)
     bar.close()
+    rows = [r for r in rows if r is not None]
     return summarize(rows), rows
 
 
@@ -212,15 +244,43 @@ def _write_atomic(path, text: str, kind: str) -> None:
     if path.exists() and not _ours(path, kind):
         raise FileExistsError(f"{path}: exists and was not written by {TOOL}; "
                               "choose another file name or delete it first")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic_write(path, lambda tmp: tmp.write_text(text, newline=""))
+
+
+def plan_outputs(outputs: dict, inputs) -> str | None:
+    """Why the result files ``{"json": path or None, "csv": ...}`` cannot be written, in one
+    line, before any scoring; ``None`` when they can. Refused: both options naming one file, a
+    file inside a folder being read (``inputs``), a folder, an existing file that
+    :data:`TOOL` did not write (it only ever replaces its own results)."""
+    given = {kind: Path(p) for kind, p in outputs.items() if p}
+    if len(given) == 2 and given["json"].resolve() == given["csv"].resolve():
+        return f"--json and --csv name the same file {given['json']}; give two names"
+    for kind, path in given.items():
+        where = path.resolve()
+        for folder in inputs:
+            if folder and Path(folder).resolve() in where.parents:
+                return (f"--{kind} {path} lies inside the input folder {folder}; "
+                        "write results outside the folders being read")
+        if path.is_dir():
+            return f"--{kind} {path} is a folder; name a file"
+        if path.exists() and not _ours(path, kind):
+            return (f"{path}: exists and was not written by {TOOL}; choose another file name "
+                    "or delete it first")
+    return None
+
+
+def unused_entries(folder) -> str | None:
+    """A note naming what ``folder`` holds besides the audio files it is scored on (sub-folders,
+    other files, hidden ones), or ``None``."""
+    from dcu.audio import AUDIO_EXTENSIONS
+
+    skipped = sorted(p.name for p in Path(folder).iterdir() if p.name.startswith(".") or
+                     not p.is_file() or p.suffix.lower() not in AUDIO_EXTENSIONS)
+    if not skipped:
+        return None
+    shown = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")
+    return (f"{folder}: skipped {len(skipped)} entries that are not {'/'.join(AUDIO_EXTENSIONS)} "
+            f"files at its top level (sub-folders are not read): {shown}")
 
 
 def write_json(path, summary: dict, rows, meta: dict | None = None) -> None:
@@ -243,6 +303,17 @@ def write_csv(path, rows) -> None:
     _write_atomic(path, "\n".join(lines) + "\n", "csv")
 
 
+def _jobs(text: str) -> int:
+    """``--jobs``: an integer from 1 to 256."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 256:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of processes from 1 to 256")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=TOOL, description="Score a model, a baseline or enhanced files against clean "
@@ -253,9 +324,11 @@ def _parser() -> argparse.ArgumentParser:
     how.add_argument("--model", metavar="NAME_OR_PATH", help="checkpoint path or shipped name")
     how.add_argument("--baseline", choices=["noisy", "wiener", "noisereduce"])
     how.add_argument("--enhanced", metavar="DIR", help="already-enhanced files, same names")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="with --model: auto (bfloat16 where the CPU runs it natively), fp32, bf16")
     p.add_argument("--json", metavar="FILE", help="write means, CIs and per-file rows")
     p.add_argument("--csv", metavar="FILE", help="write per-file rows")
-    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), metavar="N",
+    p.add_argument("--jobs", type=_jobs, default=min(2, os.cpu_count() or 1), metavar="N",
                    help="worker processes (default: %(default)s)")
     p.add_argument("--group-by", metavar="COLUMN", help="also print a table per value of "
                    "COLUMN of --table (e.g. snr_bin)")
@@ -265,13 +338,27 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def evaluate_cli(argv: list[str]) -> int:
-    """``dcu evaluate``: parse ``argv``, evaluate, print the table; return an exit code."""
+    """``dcu evaluate``: parse ``argv``, evaluate, print the table; return an exit code.
+
+    Exit status: 0 when every file was scored; 2 when anything failed or was refused (each
+    failure is one line on standard error naming the file; the others are still scored and
+    the table covers them) or for bad options; 130 on Ctrl-C.
+    """
     args = _parser().parse_args(argv)
+    failed: list = []
     try:
         from dcu.baselines import BASELINES
         from dcu.data import PairedFolder
 
+        folders = [args.clean, args.noisy, args.enhanced]
+        problem = plan_outputs({"json": args.json, "csv": args.csv}, folders)
+        if problem:
+            raise ValueError(problem)
         pairs = [(c.stem, c, n) for n, c in PairedFolder(args.clean, args.noisy).pairs]
+        for folder in filter(None, folders):
+            note = unused_entries(folder)
+            if note:
+                print(f"{TOOL}: note: {note}", file=sys.stderr)
         enhance, method = None, f"baseline {args.baseline}"
         if args.enhanced:
             other = {c.stem: e for e, c in PairedFolder(args.clean, args.enhanced).pairs}
@@ -279,15 +366,18 @@ def evaluate_cli(argv: list[str]) -> int:
         elif args.model:
             import dcu
 
-            model = dcu.load(args.model)
+            model = dcu.load(args.model, precision=args.precision)
             method = f"model {args.model}"
 
             def enhance(x, sr):
                 return np.asarray(model.enhance(np.asarray(x, dtype=np.float32), sr))
         elif args.baseline != "noisy":
             enhance = BASELINES[args.baseline]
-        summary, rows = evaluate_pairs(pairs, enhance, jobs=args.jobs)
-        print(format_table(summary, f"{method}: {len(rows)} files in {args.clean}"))
+        summary, rows = evaluate_pairs(pairs, enhance, jobs=args.jobs, errors=failed)
+        for line in failed:
+            print(f"{TOOL}: error: {line}", file=sys.stderr)
+        scored = f"{len(rows)} files" if not failed else f"{len(rows)} of {len(pairs)} files"
+        print(format_table(summary, f"{method}: {scored} in {args.clean}"))
         if args.group_by:
             from dcu.data import corpus_dir
 
@@ -295,13 +385,13 @@ def evaluate_cli(argv: list[str]) -> int:
             for g, s in group_by(rows, table, args.group_by).items():
                 print("\n" + format_table(s, f"{args.group_by} = {g}"))
         meta = {"method": method, "clean": str(args.clean), "noisy": str(args.noisy),
-                "n_files": len(rows), "sample_rate": 16000}
+                "n_files": len(rows), "sample_rate": 16000, "failed": failed}
         if args.json:
             write_json(args.json, summary, rows, meta)
         if args.csv:
             write_csv(args.csv, rows)
-    except (ValueError, OSError, KeyError) as err:
+    except Exception as err:  # one line, never a traceback (per-file failures are above)
         msg = str(err).splitlines()[0] if str(err) else type(err).__name__
         print(f"{TOOL}: error: {msg}", file=sys.stderr)
         return 2
-    return 0
+    return 2 if failed else 0

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dcu.atomic import atomic_write
 from dcu.engine import optimize
 from dcu.stft import SAMPLE_RATE, compute_stft, filter_in_stft_domain, padded_length
 
@@ -71,8 +72,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, seconds: float = 2.0)
                                                           cfg.hop_length)).unbind(-1), dim=1)
     with torch.inference_mode():
         net(example)  # computes and caches the folded weights: constants in the graph
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    def write(tmp: Path) -> None:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer notes on shape arithmetic (sizes fit the grid)
             torch.onnx.export(net, (example,), str(tmp), dynamo=False, opset_version=OPSET,
@@ -84,10 +84,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, seconds: float = 2.0)
                 "sample_rate": SAMPLE_RATE, "input": "stacked STFT (batch, 2, freq, frames)"}
         onnx.helper.set_model_props(proto, {"dcu": json.dumps(meta)})
         onnx.save(proto, str(tmp))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write(path, write)
     return path
 
 

@@ -7,6 +7,7 @@ training run's curves (book/07_training.ipynb).
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -120,11 +121,11 @@ def plot_log_cli(argv: list[str]) -> int:
     try:
         logs = {Path(r).stem if Path(r).is_file() else Path(r).name: read_log(r) for r in args.runs}
     except (FileNotFoundError, json.JSONDecodeError, ValueError) as exc:
-        print(f"dcu plot-log: error: {exc}")
+        print(f"dcu plot-log: error: {exc}", file=sys.stderr)
         return 1
     out = Path(args.out)
     if out.exists() and out.suffix.lower() != ".png":
-        print(f"dcu plot-log: error: {out} exists and is not a PNG; choose another --out")
+        print(f"dcu plot-log: error: {out} exists and is not a PNG; choose another --out", file=sys.stderr)
         return 1
     plot_log(logs).savefig(out, dpi=120)
     print(f"wrote {out}")

@@ -19,6 +19,7 @@ import csv
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -29,8 +30,9 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
+from dcu.checkpoint import (FORMAT, FORMAT_VERSION, _plain, atomic_torch_save, check_fields,
+                            read_checkpoint, with_checksum)
 from dcu.engine import optimize, resolve_precision
-from dcu.checkpoint import FORMAT, FORMAT_VERSION, _plain, atomic_torch_save, read_checkpoint
 from dcu.losses import compute_loss, wsdr_loss
 from dcu.unet import DCUnet
 
@@ -74,6 +76,49 @@ class TrainConfig:
     out: str = "runs/dcunet"
     init: str = ""  # fine-tune: start from this checkpoint's weights (path or shipped name)
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        for name in LIMITS:
+            check_value(name, getattr(self, name))
+
+
+#: What each number of :class:`TrainConfig` may be (checked on construction and by ``dcu
+#: train``'s options, so a zero batch size or validation interval fails in one line, not in a
+#: ZeroDivisionError): ``{field: (test, description)}``. Floats must also be finite.
+LIMITS = {
+    "steps": (lambda v: v >= 1, "an integer >= 1"),
+    "batch_size": (lambda v: v >= 1, "an integer >= 1"),
+    "valid_every": (lambda v: v >= 1, "an integer >= 1"),
+    "items_per_file": (lambda v: v >= 1, "an integer >= 1"),
+    "warmup_steps": (lambda v: v >= 0, "an integer >= 0"),
+    "checkpoint_every": (lambda v: v >= 0, "an integer >= 0 (0: by time and at validation)"),
+    "valid_files": (lambda v: v >= 0, "an integer >= 0 (0: all)"),
+    "workers": (lambda v: v >= 0, "an integer >= 0"),
+    "segment_seconds": (lambda v: 0.1 <= v <= 60, "seconds from 0.1 to 60"),
+    "remix_prob": (lambda v: 0 <= v <= 1, "a probability from 0 to 1"),
+    "lr": (lambda v: v > 0, "a learning rate > 0"),
+    "min_lr": (lambda v: v >= 0, "a learning rate >= 0"),
+    "weight_decay": (lambda v: v >= 0, "a number >= 0"),
+    "grad_clip": (lambda v: v >= 0, "a norm >= 0 (0: no clipping)"),
+    "checkpoint_minutes": (lambda v: v > 0, "minutes > 0"),
+    "max_minutes": (lambda v: v >= 0, "minutes >= 0 (0: no limit)"),
+    "time_budget_minutes": (lambda v: v >= 0, "minutes >= 0 (0: none)"),
+    "valid_reserve_seconds": (lambda v: v >= 0, "seconds >= 0"),
+}
+
+
+#: Fields of a training checkpoint's ``train_state`` and their types, checked on ``--resume``.
+TRAIN_STATE_FIELDS = {"optimizer": dict, "step": int, "epoch": int, "batch_in_epoch": int,
+                      "best": (int, float), "history": list, "torch_rng": torch.Tensor}
+
+
+def check_value(name: str, value):
+    """``value`` if it is allowed for field ``name`` (see :data:`LIMITS`); ValueError otherwise."""
+    test, what = LIMITS.get(name, (lambda v: True, ""))
+    finite = not isinstance(value, float) or math.isfinite(value)
+    if not (finite and test(value)):
+        raise ValueError(f"--{name.replace('_', '-')} {value!r}: must be {what}")
+    return value
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -193,6 +238,7 @@ class Trainer:
         # time spent on this run, summed over every process that worked on it (resumes too)
         self.clock = {"wall_seconds": 0.0, "cpu_seconds": 0.0}
         self._clock_mark = (time.time(), time.process_time())
+        self.running = []  # train losses since the last log row (saved, so a resume logs the same)
         self.previous_stage = None
         if cfg.init and not resume:
             from dcu.checkpoint import load
@@ -237,10 +283,10 @@ class Trainer:
         train_state = {"optimizer": self.opt.state_dict(), "step": self.step, "epoch": self.epoch,
                        "batch_in_epoch": self.batch_in_epoch, "best": self.best,
                        "history": _plain(self.history), "torch_rng": torch.get_rng_state(),
-                       "clock": dict(self.clock)}
-        return {"format": FORMAT, "format_version": FORMAT_VERSION,
-                "config": self.model.config_dict(), "state_dict": state,
-                "metadata": _plain(meta), "train_state": train_state}
+                       "running": [float(v) for v in self.running], "clock": dict(self.clock)}
+        return with_checksum({"format": FORMAT, "format_version": FORMAT_VERSION,
+                              "config": self.model.config_dict(), "state_dict": state,
+                              "metadata": _plain(meta), "train_state": train_state})
 
     def save(self, path: Path | None = None, valid=None) -> None:
         if self.rank == 0:
@@ -251,6 +297,12 @@ class Trainer:
         if not self.last_path.exists():
             raise TrainingError(f"{self.last_path}: nothing to resume; start without --resume")
         payload = read_checkpoint(self.last_path)
+        if "train_state" not in payload:
+            raise TrainingError(f"{self.last_path}: holds a model but no training state (saved by "
+                                "dcu.save, not by dcu train), so there is nothing to resume; to "
+                                f"start from its weights use --init {self.last_path} with another --out")
+        check_fields(self.last_path, payload["metadata"], {"train_config": dict}, "metadata.")
+        check_fields(self.last_path, payload["train_state"], TRAIN_STATE_FIELDS, "train_state.")
         saved = payload["metadata"]["train_config"]
         for key in ("arch", "mask", "network", "batch_norm", "seed", "batch_size", "data"):
             if saved.get(key) != getattr(self.cfg, key):
@@ -259,11 +311,16 @@ class Trainer:
         self.model.load_state_dict(payload["state_dict"])
         self.previous_stage = payload["metadata"].get("previous_stage")
         ts = payload["train_state"]
-        self.opt.load_state_dict(ts["optimizer"])
         self.step, self.epoch, self.batch_in_epoch = ts["step"], ts["epoch"], ts["batch_in_epoch"]
         self.best, self.history = ts["best"], list(ts["history"])
         self.clock = dict(ts.get("clock", self.clock))
-        torch.set_rng_state(ts["torch_rng"])
+        self.running = list(ts.get("running", []))  # losses since the last log row
+        try:
+            self.opt.load_state_dict(ts["optimizer"])
+            torch.set_rng_state(ts["torch_rng"])
+        except (ValueError, RuntimeError, KeyError, TypeError) as exc:
+            raise TrainingError(f"{self.last_path}: its optimiser or RNG state does not fit this "
+                                f"run ({str(exc).splitlines()[0][:120]}); start a new --out") from None
 
     # -- the loop --------------------------------------------------------------------------
     def _batches(self, dataset):
@@ -299,10 +356,10 @@ class Trainer:
         start, self._last_save = time.time(), time.time()
         bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {self.model.config.arch}",
                    disable=not self.progress or self.rank != 0, dynamic_ncols=True)
-        running, kill_at = [], int(os.environ.get("DCU_TEST_KILL_AT_STEP", "0"))
+        kill_at = int(os.environ.get("DCU_TEST_KILL_AT_STEP", "0"))
         if self.cfg.init and self.step == 0 and not self.history:
             # Fine-tuning: score the starting weights first, so best.pt is never worse than them.
-            self._validate_and_log(valid_pairs, running, start)
+            self._validate_and_log(valid_pairs, self.running, start)
         self.net.train()
         batches = self._batches(train_set)
         budget_fitted = bool(self.step)
@@ -319,11 +376,16 @@ class Trainer:
                                     "resume with --resume")
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            # the norm of all gradients, clipped to grad_clip (an infinite limit only measures it)
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip or math.inf)
+            if not torch.isfinite(norm):  # stop before the step: NaN must never reach the weights
+                raise TrainingError(f"gradients became {norm.item()} at step {self.step} (the loss "
+                                    f"was finite); stopped before updating. The last good "
+                                    f"checkpoint is {self.last_path}; lower --lr or --grad-clip "
+                                    "and resume with --resume")
             self.opt.step()
             self.step += 1
-            running.append(loss.item())
+            self.running.append(loss.item())
             bar.update(1)
             if cfg.time_budget_minutes and not budget_fitted:
                 if self.step == 20:
@@ -331,12 +393,11 @@ class Trainer:
                 elif self.step == 40 and hasattr(self, "_t20"):
                     self._fit_budget(start, bar)
                     budget_fitted = True
-            bar.set_postfix(loss=f"{np.mean(running[-50:]):.4f}")
+            bar.set_postfix(loss=f"{np.mean(self.running[-50:]):.4f}")
             done = self.step >= cfg.steps
             timed_out = cfg.max_minutes and (time.time() - start) > 60 * cfg.max_minutes
             if self.step % cfg.valid_every == 0 or done or timed_out:
-                self._validate_and_log(valid_pairs, running, start)
-                running = []
+                self._validate_and_log(valid_pairs, self.running, start)
             elif (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0) or \
                     time.time() - self._last_save > 60 * cfg.checkpoint_minutes:
                 self.save()
@@ -369,6 +430,7 @@ class Trainer:
         row = {"step": self.step, "epoch": self.epoch, "lr": lr_at(max(0, self.step - 1), self.cfg),
                "train_loss": float(np.mean(running)) if running else float("nan"),
                "minutes": (time.time() - start) / 60, **self._tick(), "valid": valid}
+        self.running = []  # logged: the checkpoints below start the next interval empty
         self.history.append(row)
         if self.rank == 0:
             score = _score(valid)
@@ -405,6 +467,21 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             dist.destroy_process_group()
 
 
+def _option_type(name: str, conv):
+    """argparse type: ``conv`` (int, float or str) then :func:`check_value`, one-line errors."""
+    import argparse
+
+    def parse(text):
+        try:
+            return check_value(name, conv(text))
+        except ValueError as exc:
+            what = LIMITS.get(name, (None, conv.__name__))[1]
+            raise argparse.ArgumentTypeError(f"{text!r}: must be {what}") from None
+
+    parse.__name__ = conv.__name__
+    return parse
+
+
 def config_from_args(argv: list[str]) -> tuple[TrainConfig, bool]:
     """Build a :class:`TrainConfig` from ``--field value`` options (every field is one)."""
     import argparse
@@ -419,8 +496,8 @@ def config_from_args(argv: list[str]) -> tuple[TrainConfig, bool]:
                            default=default)
         else:
             conv = {"int": int, "float": float}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
-            p.add_argument(f"--{f.name.replace('_', '-')}", type=conv, default=default,
-                           help=f"default: {default}")
+            p.add_argument(f"--{f.name.replace('_', '-')}", type=_option_type(f.name, conv),
+                           default=default, help=f"default: {default}")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     args = vars(p.parse_args(argv))
     resume = args.pop("resume")
@@ -436,7 +513,7 @@ def train_cli(argv: list[str]) -> int:
     try:
         best = train(cfg, resume=resume)
     except (TrainingError, FileNotFoundError, ValueError) as exc:
-        print(f"dcu train: error: {exc}")
+        print(f"dcu train: error: {exc}", file=sys.stderr)
         return 1
     print(f"best checkpoint: {best}")
     return 0

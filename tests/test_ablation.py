@@ -1,17 +1,19 @@
-"""dcu.ablation: a quick run of two configurations is well formed, resumable and safe."""
+"""dcu.ablation: the grids cover the paper's ablations; a quick grid is well formed, resumes an
+interrupted run from its checkpoint, never redoes a finished run, and never overwrites."""
 
+import dataclasses
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from dcu import ablation
 from dcu.audio import load_audio
 from dcu.data import list_pairs
 from dcu.metrics import pesq
+from dcu.train import Trainer
 from dcu.unet import DCUnet
 
 
@@ -28,89 +30,139 @@ def small_corpus(tmp_path_factory):
     return root
 
 
+def quick_settings(corpus, **changes):
+    return dataclasses.replace(ablation.GRIDS["quick"], data=str(corpus), **changes)
+
+
 @pytest.fixture(scope="module")
 def quick(small_corpus, tmp_path_factory):
-    out = tmp_path_factory.mktemp("abl") / "ablation.json"
-    runs = [r for r in ablation.ablation_runs() if r.name in ("UBD/SDR", "BDT/wSDR real")]
-    settings = {**ablation.QUICK, "data": str(small_corpus), "test_files": 2}
-    result = ablation.run_ablation(out, settings, runs, jobs=1, progress=False)
-    return out, settings, runs, result
+    tmp = tmp_path_factory.mktemp("abl")
+    out, runs_dir = tmp / "ablation.json", tmp / "runs"
+    settings = quick_settings(small_corpus)
+    result = ablation.run_grid(out, runs_dir, settings, jobs=1, progress=False)
+    return out, runs_dir, settings, result
 
 
-def test_grid_covers_the_papers_ablations():
-    runs = ablation.ablation_runs()
+def test_paper_grid_is_the_issues_grid():
+    grid = ablation.GRIDS["paper"]
+    assert grid.arch == "DCUnet-10" and grid.steps >= 1500 and grid.batch_size == 8
+    assert grid.segment_seconds == 2.0 and grid.test_files == 0 and grid.unseen
+    runs = grid.runs
+    assert len({r.name for r in runs}) == len(runs) == len({r.folder for r in runs})
+    for network in ("complex", "real"):  # complex vs real: BDT, wSDR, three seeds each
+        seeds = {r.seed for r in runs if r.network == network and (r.mask, r.loss) == ("BDT", "wSDR")}
+        assert seeds == {0, 1, 2}
+    complex0 = [r for r in runs if r.network == "complex" and r.seed == 0]
+    assert {r.mask for r in complex0 if r.loss == "wSDR"} == {"UBD", "BDSS", "BDT"}
+    assert {r.loss for r in complex0 if r.mask == "BDT"} == {"MSE", "SDR", "wSDR"}
+    assert {runs[0].network, runs[1].network} == {"complex", "real"}  # a comparison first
+
+
+def test_small_grid_covers_mask_by_loss_and_its_network_is_a_fifth_of_dcunet10():
+    runs = ablation.GRIDS["small"].runs
     grid = {(r.mask, r.loss) for r in runs if r.network == "complex" and r.seed == 0}
     assert grid == {(m, l) for m in ("UBD", "BDSS", "BDT") for l in ("MSE", "SDR", "wSDR")}
-    assert any(r.network == "real" for r in runs)
-    assert len({r.name for r in runs}) == len(runs)
+    n_c, n_r = DCUnet("small").num_parameters(), DCUnet("small", network="real").num_parameters()
+    assert 0.2e6 < n_c < 0.35e6 and abs(n_r - n_c) / n_c < 0.05
 
 
-def test_small_architecture_builds_both_networks_with_matched_size():
-    complex_net = DCUnet(ablation.SMALL)
-    real_net = DCUnet(ablation.SMALL, network="real")
-    x = torch.randn(2, 8000) * 0.1
-    assert complex_net(x).shape == x.shape and real_net(x).shape == x.shape
-    n_c, n_r = complex_net.num_parameters(), real_net.num_parameters()
-    assert 0.2e6 < n_c < 0.35e6
-    assert abs(n_r - n_c) / n_c < 0.05
-
-
-def test_quick_run_is_well_formed(quick):
-    out, settings, runs, result = quick
+def test_quick_grid_is_well_formed(quick):
+    out, runs_dir, settings, result = quick
     on_disk = json.loads(Path(out).read_text())
     assert on_disk == json.loads(json.dumps(result))
-    names = on_disk["meta"]["test_files"]
-    assert len(names) == 2 and on_disk["meta"]["settings"] == settings
-    assert [r["name"] for r in on_disk["runs"]] == [r.name for r in runs]
-    for entry in [on_disk["input"], *on_disk["runs"]]:
-        for metric in ("pesq", "stoi", "si_sdr", "csig", "cbak", "covl"):
+    names = on_disk["meta"]["eval_files"]["test"]
+    assert len(names) == 2 and on_disk["meta"]["settings"]["steps"] == settings.steps
+    assert [r["name"] for r in on_disk["runs"]] == [r.name for r in settings.runs]
+    for entry in [on_disk["input"]["test"], *(r["test"] for r in on_disk["runs"])]:
+        for metric in ("pesq", "stoi", "si_sdr", "csig", "cbak", "covl", "ssnr"):
             values = entry["files"][metric]
             assert len(values) == len(names)
             assert entry["summary"][metric]["n"] == len(values)
-            # the summary is the mean of the per-file values (to their rounding)
             assert math.isclose(entry["summary"][metric]["mean"], np.mean(values), abs_tol=1e-3)
     for run in on_disk["runs"]:
-        assert run["train_seconds"] > 0 and math.isfinite(run["train_loss_mean"])
-        assert 1.0 <= run["summary"]["pesq"]["mean"] <= 4.7
-    real = next(r for r in on_disk["runs"] if r["name"] == "BDT/wSDR real")
-    assert real["network"] == "real" and real["mask"] == "BDT" and real["loss"] == "wSDR"
+        assert run["steps"] == settings.steps and run["batch_size"] == settings.batch_size
+        assert run["precision"] == "fp32" and run["arch"] == "tiny"
+        assert run["wall_seconds"] > 0 and run["cpu_seconds"] > 0
+        assert run["log"] and run["log"][-1]["step"] == settings.steps
+        assert 1.0 <= run["test"]["summary"]["pesq"]["mean"] <= 4.7
+        assert (runs_dir / Path(run["folder"]).name / "last.pt").exists()
+    real = next(r for r in on_disk["runs"] if r["network"] == "real")
+    assert real["mask"] == "BDT" and real["loss"] == "wSDR"
 
 
 def test_input_row_is_the_noisy_files_own_score(quick):
     out, *_ = quick
     result = json.loads(Path(out).read_text())
-    name = result["meta"]["test_files"][0]
+    name = result["meta"]["eval_files"]["test"][0]
     noisy, clean = next(p for p in list_pairs("test") if p[1].stem == name)
     expected = pesq(load_audio(clean), load_audio(noisy))
-    assert math.isclose(result["input"]["files"]["pesq"][0], expected, abs_tol=1e-3)
+    assert math.isclose(result["input"]["test"]["files"]["pesq"][0], expected, abs_tol=1e-3)
 
 
-def test_second_call_resumes_without_training(quick, monkeypatch):
-    out, settings, runs, result = quick
+def test_second_call_redoes_nothing(quick, monkeypatch):
+    out, runs_dir, settings, _ = quick
     before = Path(out).read_text()
 
     def no_training(*args, **kwargs):
-        raise AssertionError("a finished configuration was trained again")
+        raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(ablation, "train_one", no_training)
-    again = ablation.run_ablation(out, settings, runs, jobs=1, progress=False)
+    monkeypatch.setattr(ablation, "train_run", no_training)
+    again = ablation.run_grid(out, runs_dir, settings, jobs=1, progress=False)
     assert json.loads(json.dumps(again)) == json.loads(before)
     assert Path(out).read_text() == before
 
 
-def test_other_settings_never_overwrite_the_file(quick):
-    out, settings, runs, _ = quick
+def test_an_interrupted_run_resumes_from_its_checkpoint(small_corpus, tmp_path, monkeypatch):
+    settings = quick_settings(small_corpus, steps=6, valid_every=3)
+    out, runs_dir = tmp_path / "a.json", tmp_path / "runs"
+    real_step = Trainer._validate_and_log
+
+    def killed_after_first_validation(self, *args, **kwargs):
+        real_step(self, *args, **kwargs)  # validates and checkpoints at step 3
+        if self.step == 3:
+            raise KeyboardInterrupt  # the grid stops here, as a Ctrl-C or a kill would
+
+    monkeypatch.setattr(Trainer, "_validate_and_log", killed_after_first_validation)
+    with pytest.raises(KeyboardInterrupt):
+        ablation.run_grid(out, runs_dir, settings, jobs=1, progress=False)
+    first = runs_dir / settings.runs[0].folder
+    assert (first / "last.pt").exists()
+    assert not json.loads(out.read_text())["runs"]  # nothing recorded for an unfinished run
+    monkeypatch.setattr(Trainer, "_validate_and_log", real_step)
+    starts = []
+    real_init = Trainer.__init__
+
+    def spy(self, cfg, resume=False, progress=True):
+        real_init(self, cfg, resume=resume, progress=progress)
+        starts.append((cfg.out, resume, self.step))
+
+    monkeypatch.setattr(Trainer, "__init__", spy)
+    result = ablation.run_grid(out, runs_dir, settings, jobs=1, progress=False)
+    assert starts[0] == (str(first), True, 3)  # resumed at its checkpoint, not from scratch
+    assert [r["steps"] for r in result["runs"]] == [6, 6]
+    assert [row["step"] for row in result["runs"][0]["log"]] == [3, 6]
+
+
+def test_another_grid_never_overwrites_the_file(quick, small_corpus):
+    out, runs_dir, settings, _ = quick
     before = Path(out).read_text()
     with pytest.raises(ValueError, match="never overwritten"):
-        ablation.run_ablation(out, {**settings, "steps": 4}, runs, jobs=1, progress=False)
+        ablation.run_grid(out, runs_dir, quick_settings(small_corpus, steps=4), jobs=1,
+                          progress=False)
     assert Path(out).read_text() == before
 
 
 def test_cli_rejects_bad_arguments_and_foreign_files(tmp_path, capsys):
-    assert ablation.ablation_cli(["--out", str(tmp_path / "a.json"), "--steps", "0"]) == 2
-    assert "at least 1" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        ablation.ablation_cli(["--grid", "quick", "--out", str(tmp_path / "a.json"), "--steps", "0"])
+    assert "at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        ablation.ablation_cli(["--grid", "quick", "--out", str(tmp_path / "a.json"),
+                               "--only", "nonsense"])
+    assert "no run named nonsense" in capsys.readouterr().err
     foreign = tmp_path / "mine.json"
     foreign.write_text('{"my": "notes"}')
-    assert ablation.ablation_cli(["--out", str(foreign), "--quick"]) == 1
-    assert "never overwritten" in capsys.readouterr().out
+    assert ablation.ablation_cli(["--grid", "quick", "--out", str(foreign),
+                                  "--runs", str(tmp_path / "runs")]) == 1
+    assert "never overwritten" in capsys.readouterr().err
     assert foreign.read_text() == '{"my": "notes"}'

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from dcu.audio import AudioError, is_silent, load_audio, resample, save_audio
+from dcu.audio import (MAX_CHANNELS, MAX_SAMPLE_RATE, MAX_SAMPLES, MIN_SAMPLE_RATE, AudioError,
+                       is_silent, load_audio, resample, save_audio)
 
 
 def sine(freq, sr, seconds, amp=0.5):
@@ -159,3 +160,82 @@ def test_silence_loads_and_is_detected(tmp_path):
     assert wav.size == 1600 and is_silent(wav)
     assert not is_silent(sine(100.0, 16000, 0.1, amp=0.01))
     assert is_silent(np.zeros(0))
+
+
+# --------------------------------------------------------------------------- limits, permissions
+def flac_claiming(path, samples):
+    """A real 1000-sample FLAC whose STREAMINFO header claims ``samples`` samples."""
+    sf.write(path, sine(440.0, 16000, 1000 / 16000), 16000, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    field = int.from_bytes(data[18:26], "big")
+    data[18:26] = ((field >> 36 << 36) | samples).to_bytes(8, "big")
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("samples", [2**34, 2**27])
+def test_a_header_that_lies_costs_only_what_the_file_holds(tmp_path, samples):
+    import tracemalloc
+
+    path = flac_claiming(tmp_path / "claims.flac", samples)
+    assert path.stat().st_size < 4096 and sf.info(path).frames == samples
+    tracemalloc.start()
+    try:
+        if samples > MAX_SAMPLES:  # refused from the header alone
+            with pytest.raises(AudioError, match=r"claims\.flac: .*over dcu's limit"):
+                load_audio(path)
+        else:  # within the limits: read in blocks, so memory follows the real samples
+            with pytest.raises(AudioError, match=r"claims\.flac: cannot be read"):
+                load_audio(path)  # libsndfile fails past the real end: a damaged file
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 2**20, peak
+
+
+@pytest.mark.parametrize("offset,fmt,value,message", [
+    (24, "<I", 2_000_000_001, "sample rate 2000000001 Hz is outside"),
+    (24, "<I", 500, "sample rate 500 Hz is outside"),
+    (22, "<H", 1000, "1000 channels; dcu reads 1 to 32"),
+])
+def test_absurd_rates_and_channel_counts_are_refused_from_the_header(tmp_path, offset, fmt,
+                                                                       value, message):
+    import struct
+
+    good = tmp_path / "good.wav"
+    sf.write(good, sine(440.0, 16000, 0.1), 16000, subtype="PCM_16")
+    data = bytearray(good.read_bytes())
+    struct.pack_into(fmt, data, offset, value)
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(AudioError, match=r"bad\.wav: " + message):
+        load_audio(bad)
+    assert MIN_SAMPLE_RATE == 1000 and MAX_SAMPLE_RATE == 384000 and MAX_CHANNELS == 32
+    with pytest.raises(ValueError, match="at most 384000 Hz"):  # a filter for 2 GHz would be gigabytes
+        resample(np.zeros(100), 2_000_000_001, 16000)
+
+
+def test_files_get_the_umask_permissions_and_stale_temporaries_go(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    old = os.umask(0o022)
+    try:
+        path = save_audio(tmp_path / "x.wav", sine(440.0, 16000, 0.1), 16000)
+        assert path.stat().st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        path.chmod(0o664)  # replacing a file keeps its mode, as a shell redirection would
+        save_audio(path, sine(440.0, 16000, 0.1), 16000, overwrite=True)
+        assert path.stat().st_mode & 0o777 == 0o664
+    finally:
+        os.umask(old)
+    # a writer killed mid-save leaves its temporary file; the next save of that file removes it
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = tmp_path / f".x.wav.dcu-{dead}-abc123.tmp"
+    stale.write_bytes(b"half a file")
+    alive = tmp_path / f".x.wav.dcu-{os.getppid()}-def456.tmp"  # a running writer's: kept
+    alive.write_bytes(b"in progress")
+    save_audio(path, sine(440.0, 16000, 0.1), 16000, overwrite=True)
+    assert not stale.exists() and alive.exists()

@@ -8,7 +8,10 @@ import torch
 
 import dcu
 from dcu import DCUnet
-from dcu.checkpoint import SHIPPED, CheckpointError, read_checkpoint
+from dcu.checkpoint import SHIPPED, CheckpointError, read_checkpoint, with_checksum
+
+
+SHIPPED_DIR = __import__("pathlib").Path(__file__).resolve().parent.parent / "data" / "checkpoints"
 
 
 def trained(arch="tiny", seed=0, **kwargs):
@@ -142,12 +145,13 @@ def test_state_dict_that_does_not_match(tmp_path):
     wrong_shape = tmp_path / "wrong_shape.pt"
     state = dict(payload["state_dict"])
     state["encoders.1.conv.weight_re"] = torch.zeros(3, 3, 3, 3)
-    torch.save({**payload, "state_dict": state}, wrong_shape)
+    # consistent files (checksum recomputed) whose weights do not fit the architecture
+    torch.save(with_checksum({**payload, "state_dict": state}), wrong_shape)
     with pytest.raises(CheckpointError, match=about(wrong_shape, "weights do not match a tiny")):
         dcu.load(wrong_shape)
     missing_key = tmp_path / "missing_key.pt"
     state = {k: v for k, v in payload["state_dict"].items() if k != "decoders.0.conv.bias_im"}
-    torch.save({**payload, "state_dict": state}, missing_key)
+    torch.save(with_checksum({**payload, "state_dict": state}), missing_key)
     with pytest.raises(CheckpointError, match=about(missing_key, "weights do not match")):
         dcu.load(missing_key)
     bad_config = tmp_path / "bad_config.pt"
@@ -217,3 +221,64 @@ def test_load_places_model_on_map_location(tmp_path):
     model = dcu.load(dcu.save(trained(), tmp_path / "m.pt"), map_location="cpu")
     assert next(model.parameters()).device.type == "cpu"
     assert read_checkpoint(tmp_path / "m.pt")["config"] == model.config_dict()  # plain data
+
+
+# --------------------------------------------------------------------------- integrity (issue 15)
+def test_a_flipped_byte_inside_a_tensor_is_detected(tmp_path):
+    model = trained()
+    path = dcu.save(model, tmp_path / "m.pt")
+    weight = model.decoders[0].conv.weight_re.detach().numpy().tobytes()
+    data = bytearray(path.read_bytes())
+    at = bytes(data).find(weight)
+    assert at > 0  # the tensor's bytes are stored as they are
+    data[at + len(weight) // 2] ^= 0x10
+    bad = tmp_path / "flipped.pt"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=about(bad, "its tensors do not match the checksum")):
+        dcu.load(bad)
+    assert len(dcu.load(path).metadata["tensor_sha256"]) == 64
+
+
+def test_shipped_checkpoints_without_a_checksum_still_load():
+    path = SHIPPED_DIR / "dcunet10.pt"
+    if not path.exists():
+        pytest.skip("no shipped checkpoint")
+    assert "tensor_sha256" not in read_checkpoint(path)["metadata"]  # written before checksums
+    assert dcu.load(path).config.arch == "DCUnet-10"
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda p: {"format": p["format"], "format_version": 1}, "dcu checkpoint without its 'config' field"),
+    (lambda p: {k: v for k, v in p.items() if k != "state_dict"}, "dcu checkpoint without its 'state_dict' field"),
+    (lambda p: {k: v for k, v in p.items() if k != "metadata"}, "dcu checkpoint without its 'metadata' field"),
+    (lambda p: {**p, "config": ["tiny"]}, "field 'config' holds a list"),
+    (lambda p: {**p, "format_version": "1"}, "field 'format_version' holds a str"),
+    (lambda p: {**p, "state_dict": {**p["state_dict"], "encoders.0.conv.weight_re": [1.0]}},
+     "weight 'encoders.0.conv.weight_re' is not a tensor"),
+    (lambda p: {**p, "config": {**p["config"], "arch": "DCUnet-99"}},
+     "checkpoint config is not understood"),
+])
+def test_a_dcu_header_without_dcus_fields_is_one_line(tmp_path, edit, message):
+    payload = read_checkpoint(dcu.save(trained(), tmp_path / "ok.pt"))
+    bad = tmp_path / "bad.pt"
+    torch.save(edit(payload), bad)
+    with pytest.raises(CheckpointError, match=about(bad, message)) as err:
+        dcu.load(bad)
+    assert "\n" not in str(err.value)
+
+
+def test_checkpoints_get_the_umask_permissions_and_stale_temporaries_go(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = tmp_path / f".m.pt.dcu-{dead}-x1y2z3.tmp"  # what a save killed with -9 leaves
+    stale.write_bytes(b"half a checkpoint")
+    old = os.umask(0o022)
+    try:
+        path = dcu.save(trained(), tmp_path / "m.pt")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]

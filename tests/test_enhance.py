@@ -77,12 +77,12 @@ def test_beside_input_never_overwrites(tiny_ckpt, speech_file):
     assert out.exists() and speech_file.read_bytes() == before
     stamp = out.stat().st_mtime_ns
     again = run_dcu("enhance", speech_file, "--model", tiny_ckpt)
-    assert again.returncode == 1 and "already exists" in again.stdout
+    assert again.returncode == 1 and "already exist" in again.stderr
     assert out.stat().st_mtime_ns == stamp
     assert run_dcu("enhance", speech_file, "--model", tiny_ckpt, "--overwrite").returncode == 0
     # --out pointing at the input's own folder would overwrite the input: refused
     same = run_dcu("enhance", speech_file, "--model", tiny_ckpt, "--out", speech_file.parent, "--overwrite")
-    assert same.returncode == 1 and "overwrite the input" in same.stdout
+    assert same.returncode == 1 and "overwrite an input" in same.stderr
     assert speech_file.read_bytes() == before
 
 
@@ -97,7 +97,7 @@ def test_folder_with_bad_files_processes_the_good_ones(tiny_ckpt, speech_file, t
     r = run_dcu("enhance", folder, tmp_path / "missing.wav", "--model", tiny_ckpt, "--out", out)
     assert r.returncode == 1
     assert "Traceback" not in r.stdout + r.stderr
-    errors = [line for line in r.stdout.splitlines() if line.startswith("dcu enhance: error:")]
+    errors = [line for line in r.stderr.splitlines() if line.startswith("dcu enhance: error:")]
     assert len(errors) == 3
     assert any("corrupt.wav" in e for e in errors) and any("empty.flac" in e for e in errors)
     assert any("missing.wav" in e and "no such file" in e for e in errors)
@@ -106,11 +106,11 @@ def test_folder_with_bad_files_processes_the_good_ones(tiny_ckpt, speech_file, t
 
 def test_unknown_model_and_unwritable_out(speech_file, tmp_path):
     r = run_dcu("enhance", speech_file, "--model", "dcunet99")
-    assert r.returncode == 1 and "dcunet99" in r.stdout and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "dcunet99" in r.stderr and "Traceback" not in r.stderr
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
     r = run_dcu("enhance", speech_file, "--out", blocker / "sub")
-    assert r.returncode == 1 and "a_file" in r.stdout and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "a_file" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_find_inputs_pairs_folders_and_files(tmp_path):
@@ -153,3 +153,174 @@ def test_demo_runs_on_the_shipped_model():
     # the shipped model must improve PESQ and SI-SDR on the demo file
     assert float(lines["enhanced"][0]) > float(lines["noisy"][0])
     assert float(lines["enhanced"][2]) > float(lines["noisy"][2])
+
+
+# --------------------------------------------------------------------------- reliability (issue 15)
+def enhance_here(capsys, *args):
+    """`dcu enhance` in this process: (exit status, stdout lines, stderr lines)."""
+    from dcu.cli import main
+
+    code = main(["enhance", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out.splitlines(), [l for l in err.splitlines() if l.startswith("dcu enhance:")]
+
+
+def short_wav(path, rate=16000, seconds=0.5, channels=1):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(len(str(path)))
+    sf.write(path, 0.1 * rng.standard_normal((int(rate * seconds), channels)), rate)
+    return path
+
+
+def snapshot(folder):
+    return {p: p.read_bytes() for p in Path(folder).rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_two_inputs_with_one_output_are_refused_before_any_work(tiny_ckpt, tmp_path, capsys, overwrite):
+    a, b = short_wav(tmp_path / "a" / "x.wav"), short_wav(tmp_path / "b" / "x.wav")
+    flag = ["--overwrite"] if overwrite else []
+    code, out, err = enhance_here(capsys, a, b, "--model", tiny_ckpt, "--out", tmp_path / "o", *flag)
+    assert code == 1 and len(err) == 1 and "two inputs" in err[0] and str(a) in err[0]
+    assert not (tmp_path / "o").exists() and out == []
+    # x.mp3 beside x.wav: both would become x_enhanced.wav
+    sf.write(tmp_path / "a" / "x.mp3", 0.1 * np.ones(8000), 16000, format="MP3")
+    before = snapshot(tmp_path / "a")
+    code, _, err = enhance_here(capsys, tmp_path / "a", "--model", tiny_ckpt, *flag)
+    assert code == 1 and len(err) == 1 and "x_enhanced.wav" in err[0]
+    assert snapshot(tmp_path / "a") == before
+
+
+def test_out_inside_an_input_folder_is_refused(tiny_ckpt, tmp_path, capsys):
+    d = tmp_path / "d"
+    short_wav(d / "x.wav")
+    before = snapshot(d)
+    code, _, err = enhance_here(capsys, d, "--model", tiny_ckpt, "--out", d / "sub")
+    assert code == 1 and len(err) == 1 and "inside the input folder" in err[0]
+    assert snapshot(d) == before and not (d / "sub").exists()
+
+
+def test_existing_outputs_are_all_refused_up_front(tiny_ckpt, tmp_path, capsys):
+    a, b = short_wav(tmp_path / "in" / "a.wav"), short_wav(tmp_path / "in" / "b.wav")
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "b.wav").write_bytes(b"mine")
+    code, stdout, err = enhance_here(capsys, a, b, "--model", tiny_ckpt, "--out", out)
+    assert code == 1 and len(err) == 1 and "already exist" in err[0]
+    assert not (out / "a.wav").exists() and (out / "b.wav").read_bytes() == b"mine"
+    assert enhance_here(capsys, a, b, "--model", tiny_ckpt, "--out", out, "--overwrite")[0] == 0
+    assert sf.info(out / "b.wav").frames == 8000
+
+
+def test_folder_scan_names_what_it_skips(tiny_ckpt, tmp_path, capsys):
+    d = tmp_path / "d"
+    short_wav(d / "my_enhanced_take.wav")  # contains the marker, is not an earlier output
+    short_wav(d / "take_enhanced.wav")  # an earlier output: skipped, with a note
+    sf.write(d / "song.aiff", 0.1 * np.ones(8000), 16000)  # a format libsndfile reads
+    (d / "notes.txt").write_text("hi")
+    os.symlink(d / "gone.wav", d / "link.wav")  # a broken link
+    code, out, err = enhance_here(capsys, d, "--model", tiny_ckpt, "--out", tmp_path / "o")
+    assert code == 1  # the broken link is an error
+    assert any("link.wav" in e and "broken link" in e for e in err)
+    notes = " ".join(e for e in err if "note:" in e)
+    assert "take_enhanced.wav" in notes and "notes.txt" in notes
+    assert (tmp_path / "o" / "d" / "my_enhanced_take.wav").exists()
+    assert sf.info(tmp_path / "o" / "d" / "song.wav").samplerate == 16000
+
+
+def test_any_error_in_one_file_stays_with_that_file(tiny_ckpt, tmp_path, capsys, monkeypatch):
+    files = [short_wav(tmp_path / "in" / f"{n}.wav") for n in ("a", "b", "c", "d")]
+    real = dcu.DCUnet.enhance
+    failures = {0: MemoryError(), 1: RuntimeError("CUDA error: device-side assert"),
+                2: OSError(28, "No space left on device")}
+    calls = iter(range(10))
+
+    def flaky(self, *a, **k):
+        i = next(calls)
+        if i in failures:
+            raise failures[i]
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(dcu.DCUnet, "enhance", flaky)
+    code, out, err = enhance_here(capsys, *files, "--model", tiny_ckpt, "--out", tmp_path / "o")
+    assert code == 1 and len(err) == 3
+    for f, e, why in zip(files, err, ("out of memory", "RuntimeError: CUDA", "No space left")):
+        assert e.startswith(f"dcu enhance: error: {f}: ") and why in e
+    assert [p.name for p in (tmp_path / "o").iterdir()] == ["d.wav"]
+    assert len(out) == 1 and "d.wav" in out[0]
+
+
+def test_ctrl_c_still_stops_the_batch(tiny_ckpt, tmp_path, capsys, monkeypatch):
+    files = [short_wav(tmp_path / "in" / f"{n}.wav") for n in ("a", "b")]
+
+    def interrupted(self, *a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dcu.DCUnet, "enhance", interrupted)
+    code, _, _ = enhance_here(capsys, *files, "--model", tiny_ckpt, "--out", tmp_path / "o")
+    assert code == 130 and not list((tmp_path / "o").iterdir())
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "0", "inf", "0.5", "1e9", "ten"])
+def test_chunk_seconds_must_be_sane(tiny_ckpt, speech_file, capsys, value):
+    with pytest.raises(SystemExit) as exit_:
+        enhance_here(capsys, speech_file, "--model", tiny_ckpt, f"--chunk-seconds={value}")
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "--chunk-seconds" in err and "1 to 600" in err
+    assert "Traceback" not in err
+    with pytest.raises(ValueError, match="chunk-seconds"):
+        enhance_file(dcu.load(tiny_ckpt), speech_file, speech_file.parent / "o.wav",
+                     chunk_seconds=float(value) if value != "ten" else value)
+
+
+def test_absurd_headers_fail_fast_and_the_batch_goes_on(tiny_ckpt, tmp_path, capsys):
+    import struct
+    import tracemalloc
+
+    d = tmp_path / "d"
+    good = short_wav(d / "good.wav")
+    raw = bytearray(good.read_bytes())
+    for name, offset, fmt, value in (("rate.wav", 24, "<I", 2_000_000_001),
+                                     ("channels.wav", 22, "<H", 1000)):
+        bad = bytearray(raw)
+        struct.pack_into(fmt, bad, offset, value)
+        (d / name).write_bytes(bytes(bad))
+    sf.write(d / "long.flac", np.zeros(1000), 16000, subtype="PCM_16")
+    flac = bytearray((d / "long.flac").read_bytes())  # STREAMINFO: claim 2**34 samples
+    field = int.from_bytes(flac[18:26], "big")
+    flac[18:26] = ((field >> 36 << 36) | 2**34).to_bytes(8, "big")
+    (d / "long.flac").write_bytes(bytes(flac))
+    tracemalloc.start()
+    try:
+        code, _, err = enhance_here(capsys, d, "--model", tiny_ckpt, "--out", tmp_path / "o")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 200 * 2**20, peak  # no allocation sized by a header's claims
+    assert code == 1 and len(err) == 3
+    assert any("rate.wav" in e and "sample rate" in e for e in err)
+    assert any("channels.wav" in e and "1000 channels" in e for e in err)
+    assert any("long.flac" in e and "limit" in e for e in err)
+    assert (tmp_path / "o" / "d" / "good.wav").exists()
+
+
+def test_outputs_get_the_umask_permissions(tiny_ckpt, speech_file, tmp_path, capsys):
+    old = os.umask(0o027)
+    try:
+        code, _, _ = enhance_here(capsys, speech_file, "--model", tiny_ckpt, "--out", tmp_path / "o")
+    finally:
+        os.umask(old)
+    assert code == 0
+    assert (tmp_path / "o" / "talk.wav").stat().st_mode & 0o777 == 0o640
+
+
+def test_demo_says_plainly_what_its_numbers_show():
+    from dcu.enhance import describe_change
+
+    line = describe_change({"PESQ": 1.80, "STOI": 0.912, "SI-SDR": 5.0},
+                           {"PESQ": 2.41, "STOI": 0.909, "SI-SDR": 11.3})
+    assert "raised PESQ (+0.61) and SI-SDR (+6.30 dB)" in line
+    assert "lowered STOI (-0.003)" in line and "worse than the noisy input" in line
+    same = describe_change({"PESQ": 2.0, "STOI": 0.9001, "SI-SDR": 5.0},
+                           {"PESQ": 2.0, "STOI": 0.9004, "SI-SDR": 4.0})
+    assert "left unchanged PESQ and STOI" in same and "lowered SI-SDR (-1.00 dB)" in same

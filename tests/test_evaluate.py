@@ -176,3 +176,78 @@ def test_cli_model(folders, tmp_path):
                                   "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
     assert all(doc[m] is not None for m in METRICS) and len(doc["files"]) == 3
+
+
+# --------------------------------------------------------------------------- reliability (issue 15)
+def test_cli_isolates_each_file_and_scores_the_rest(folders, tmp_path, capsys):
+    import soundfile as sf
+
+    bad = tmp_path / "enhanced"
+    shutil.copytree(folders / "enhanced", bad)
+    (bad / "p232_112.flac").write_bytes(b"fLaC not really")  # unreadable
+    sf.write(bad / "p257_006.flac", load_audio(bad / "p257_006.flac")[:-100], 16000)  # too short
+    (bad / "notes.txt").write_text("mine")
+    out = tmp_path / "r.json"
+    code = evaluate.evaluate_cli(["--clean", str(folders / "clean"), "--noisy",
+                                  str(folders / "noisy"), "--enhanced", str(bad), "--json", str(out)])
+    captured = capsys.readouterr()
+    errors = [l for l in captured.err.splitlines() if l.startswith("dcu evaluate: error:")]
+    assert code == 2 and len(errors) == 2
+    assert "p232_112" in errors[0] and "p257_006" in errors[1] and "samples" in errors[1]
+    assert "notes.txt" in captured.err and "note:" in captured.err  # what was not read is named
+    assert "1 of 3 files" in captured.out
+    doc = json.loads(out.read_text())
+    assert [f["name"] for f in doc["files"]] == ["p232_203"] and len(doc["meta"]["failed"]) == 2
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_any_exception_in_one_file_stays_with_it(folders, jobs):
+    def flaky(x, sr):  # runs in this process (a closure), like a model's enhance
+        if x.size == load_audio(folders / "noisy" / "p232_203.flac").size:
+            raise MemoryError()
+        return x
+
+    errors = []
+    _, rows = evaluate.evaluate_pairs(_pairs(folders), enhance=flaky, jobs=jobs,
+                                      progress=False, errors=errors)
+    assert [r["name"] for r in rows] == ["p232_112", "p257_006"]
+    assert len(errors) == 1 and errors[0].startswith("p232_203: MemoryError")
+    with pytest.raises(ValueError, match="p232_203"):  # without a list: raise, as before
+        evaluate.evaluate_pairs(_pairs(folders), enhance=flaky, jobs=jobs, progress=False)
+
+
+def test_cli_plans_its_output_files_before_any_work(folders, tmp_path, capsys, monkeypatch):
+    def never(*a, **k):
+        raise AssertionError("scored although the outputs were refused")
+
+    monkeypatch.setattr(evaluate, "evaluate_pairs", never)
+    base = ["--clean", str(folders / "clean"), "--noisy", str(folders / "noisy"),
+            "--baseline", "noisy"]
+    mine = tmp_path / "notes.csv"
+    mine.write_text("my,own\n1,2\n")
+    for extra, message in ((["--json", str(tmp_path / "r"), "--csv", str(tmp_path / "r")],
+                            "name the same file"),
+                           (["--json", str(folders / "clean" / "r.json")], "inside the input folder"),
+                           (["--csv", str(mine)], "not written by dcu evaluate"),
+                           (["--json", str(tmp_path)], "is a folder")):
+        assert evaluate.evaluate_cli(base + extra) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+    assert mine.read_text() == "my,own\n1,2\n"
+    with pytest.raises(SystemExit):
+        evaluate.evaluate_cli(base + ["--jobs", "0"])
+    assert "--jobs" in capsys.readouterr().err
+
+
+def test_result_files_get_the_umask_permissions(folders, tmp_path):
+    import os
+
+    old = os.umask(0o002)
+    try:
+        assert evaluate.evaluate_cli(["--clean", str(folders / "clean"), "--noisy",
+                                      str(folders / "noisy"), "--enhanced",
+                                      str(folders / "enhanced"), "--jobs", "1",
+                                      "--csv", str(tmp_path / "r.csv")]) == 0
+    finally:
+        os.umask(old)
+    assert (tmp_path / "r.csv").stat().st_mode & 0o777 == 0o664

@@ -35,7 +35,7 @@ def test_plot_log_draws_one_line_per_run_and_metric(tmp_path):
 def test_plot_log_cli_errors_on_a_missing_run(tmp_path):
     r = subprocess.run([sys.executable, "-m", "dcu", "plot-log", str(tmp_path / "nope")],
                        capture_output=True, text=True, timeout=300)
-    assert r.returncode == 1 and "nope" in r.stdout and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "nope" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_spectrogram_of_a_tone_peaks_at_its_frequency():

@@ -88,7 +88,7 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, small_corpus)
     # starting again without --resume must not clobber the run
     again = subprocess.run([sys.executable, "-m", "dcu", "train", *args, "--out", str(tmp_path / "b")],
                            capture_output=True, text=True, timeout=600)
-    assert again.returncode == 1 and "--resume" in again.stdout
+    assert again.returncode == 1 and "--resume" in again.stderr
     resumed = subprocess.run([sys.executable, "-m", "dcu", "train", *args, "--out", str(tmp_path / "b"),
                               "--resume"], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -96,6 +96,10 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, small_corpus)
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    # the log row after the resume averages the whole interval, as the uninterrupted run's does
+    log_a, log_b = (json.loads((tmp_path / r / "log.json").read_text()) for r in "ab")
+    assert [r["step"] for r in log_a] == [r["step"] for r in log_b] == [7]
+    assert log_b[0]["train_loss"] == log_a[0]["train_loss"]
     # no temporary files left behind by the atomic saves
     assert not [p for p in (tmp_path / "b").iterdir() if p.name.endswith(".tmp")]
 
@@ -125,11 +129,75 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, small_corpu
     assert all(torch.isfinite(v).all() for v in ck["state_dict"].values() if v.is_floating_point())
 
 
+class NanGradient(torch.autograd.Function):
+    """Identity forward (a finite loss), NaN gradient backward."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * float("nan")
+
+
+@pytest.mark.parametrize("grad_clip", [5.0, 0.0])
+def test_finite_loss_with_nan_gradients_never_reaches_the_weights(tmp_path, small_corpus,
+                                                                  monkeypatch, grad_clip):
+    real = train_mod.compute_loss
+    calls = {"n": 0}
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        loss = real(*a, **k)
+        return NanGradient.apply(loss) if calls["n"] == 4 else loss
+
+    monkeypatch.setattr(train_mod, "compute_loss", flaky)
+    with pytest.raises(TrainingError, match="gradients became nan at step 3 .*last.pt"):
+        train(cfg(tmp_path, small_corpus, checkpoint_every=1, grad_clip=grad_clip), progress=False)
+    ck = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert ck["train_state"]["step"] == 3
+    assert all(torch.isfinite(v).all() for v in ck["state_dict"].values() if v.is_floating_point())
+
+
+def test_resume_of_a_file_that_is_not_a_training_checkpoint_is_one_line(tmp_path, small_corpus):
+    import dcu
+
+    run = tmp_path / "run"
+    dcu.save(train_mod.DCUnet("tiny"), run / "last.pt")  # e.g. a shipped model copied in
+    with pytest.raises(TrainingError, match="no training state.*--init"):
+        train(cfg(tmp_path, small_corpus), resume=True, progress=False)
+    torch.save({"format": "dcu-checkpoint", "format_version": 1}, run / "last.pt")
+    r = subprocess.run([sys.executable, "-m", "dcu", "train", "--arch", "tiny", "--data",
+                        str(small_corpus), "--out", str(run), "--resume"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"dcu train: error: {run / 'last.pt'}: dcu checkpoint without its 'config' field "
+        "(damaged, or not written by dcu); re-save or re-train it"]
+
+
+@pytest.mark.parametrize("option,value", [("--steps", "0"), ("--steps", "-5"),
+                                          ("--batch-size", "0"), ("--valid-every", "0"),
+                                          ("--lr", "nan"), ("--items-per-file", "0"),
+                                          ("--remix-prob", "1.5"), ("--segment-seconds", "inf")])
+def test_nonsense_numbers_are_refused_in_one_line(option, value, capsys):
+    from dcu.train import config_from_args
+
+    with pytest.raises(SystemExit) as exit_:
+        config_from_args([option, value])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and err[-1].startswith(f"dcu train: error: argument {option}: "
+                                                        f"'{value}': must be")
+    with pytest.raises(ValueError, match=option):  # the API refuses them too
+        TrainConfig(**{option[2:].replace("-", "_"): float(value)})
+
+
 def test_train_cli_reports_errors_in_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "dcu", "train", "--arch", "tiny", "--data",
                         str(tmp_path / "nowhere"), "--out", str(tmp_path / "r")],
                        capture_output=True, text=True, timeout=300)
-    assert r.returncode == 1 and "nowhere" in r.stdout and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "nowhere" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_ddp_two_cpu_processes_keep_replicas_identical(tmp_path, small_corpus):

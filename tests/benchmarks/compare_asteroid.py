@@ -39,6 +39,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
 from dcu import bench, measure  # noqa: E402
+from dcu.atomic import write_json  # noqa: E402
 from dcu.engine import PRECISIONS, autocast, resolve_precision, tune_cpu  # noqa: E402
 
 INSTALL = "pip install asteroid==0.7.0 --no-deps asteroid-filterbanks==0.4.0 huggingface_hub"
@@ -168,7 +169,7 @@ def main(argv=None) -> int:
                                args.onnx, args.precision, args.with_bf16_asteroid))
         print(report(results[-1]), flush=True)
     if args.json:
-        bench.write_json_atomic(args.json, {"settings": {**settings, "cpu_time": args.cpu_time},
+        write_json(args.json, {"settings": {**settings, "cpu_time": args.cpu_time},
                                             "results": results})
     return 0
 

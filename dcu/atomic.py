@@ -1,0 +1,99 @@
+"""Writing files safely: atomically, with ordinary permissions, and no litter from a kill.
+
+Every file dcu writes (enhanced audio, checkpoints, evaluation tables) goes through
+:func:`atomic_write`: the data is written to a hidden temporary file in the destination's folder,
+flushed to disk, given the permissions any other program's output would get, then renamed over
+the destination in one step. A reader therefore sees either the old file or the complete new
+one, never half a file.
+
+- **Permissions.** ``tempfile.mkstemp`` creates files readable by their owner only (0600); the
+  rename would keep that. The temporary file is set to ``0666 & ~umask`` (usually 0644), or to
+  the mode of the file being replaced, as a shell redirection would.
+- **Stale temporaries.** The temporary file's name carries the writer's process id
+  (``.NAME.dcu-PID-XXXX.tmp``). A writer killed with ``kill -9`` cannot remove it, so each write
+  first removes temporaries of the same destination whose process no longer runs (on this
+  machine: on a folder shared between machines a live writer elsewhere looks dead; dcu does not
+  write one destination from two machines at once).
+
+It imports nothing from dcu. Book: book/07_training.ipynb (checkpoints)
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+__all__ = ["atomic_write", "write_json", "clean_stale_temporaries", "default_mode"]
+
+
+def default_mode() -> int:
+    """``0o666`` less the process's umask: the mode a new file gets from ``open(path, "w")``."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def clean_stale_temporaries(path) -> list[Path]:
+    """Remove temporary files that a killed writer of ``path`` left behind; returns them."""
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    for tmp in path.parent.glob(f".{path.name}.dcu-*.tmp"):
+        pid = tmp.name[len(path.name) + 6:].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            try:
+                tmp.unlink()
+                removed.append(tmp)
+            except OSError:
+                pass
+    return removed
+
+
+def atomic_write(path, write) -> Path:
+    """Call ``write(tmp_path)`` to fill a temporary file, then rename it to ``path``.
+
+    ``write`` receives a :class:`pathlib.Path` in ``path``'s folder and must write the complete
+    file there (and close it). On any error or interrupt the temporary file is removed and the
+    old ``path``, if any, is untouched. Missing folders are created. Returns ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.dcu-{os.getpid()}-", suffix=".tmp",
+                               dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        try:
+            mode = path.stat().st_mode & 0o7777 if path.is_file() else default_mode()
+        except OSError:
+            mode = default_mode()
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp.exists():
+            tmp.unlink()
+        raise
+    return path
+
+
+def write_json(path, data, indent: int = 1) -> Path:
+    """``data`` as JSON in ``path``, through :func:`atomic_write`."""
+    import json
+
+    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=indent) + "\n"))

@@ -1,0 +1,27 @@
+"""dcu.cli: errors on standard error, in one line, with Unix exit codes."""
+
+import pytest
+
+import dcu.enhance
+from dcu.cli import main
+
+
+def test_usage_without_a_command_goes_to_stderr(capsys):
+    assert main([]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "usage: dcu COMMAND" in err
+    assert main(["--help"]) == 0 and "usage" in capsys.readouterr().out  # asked for: stdout
+
+
+def test_an_unexpected_exception_is_one_line_not_a_traceback(capsys, monkeypatch):
+    def broken(argv):
+        raise ZeroDivisionError("division by zero\nsecond line")
+
+    monkeypatch.setattr(dcu.enhance, "enhance_cli", broken)
+    assert main(["enhance", "x.wav"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.strip() == ("dcu enhance: error: ZeroDivisionError: division by zero "
+                                         "(set DCU_DEBUG=1 to see the traceback)")
+    monkeypatch.setenv("DCU_DEBUG", "1")
+    with pytest.raises(ZeroDivisionError):
+        main(["enhance", "x.wav"])
