@@ -289,7 +289,7 @@ def test_enhance_rejects_bad_input(bad, rate, error, message):
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"arch": "DCUnet-30"}, "unknown architecture 'DCUnet-30'; choose one of tiny, DCUnet-10"),
+    ({"arch": "DCUnet-30"}, "unknown architecture 'DCUnet-30'; choose one of tiny, small, DCUnet-10"),
     ({"mask": "sigmoid"}, "unknown mask 'sigmoid'; choose one of UBD, BDSS, BDT"),
     ({"network": "quaternion"}, "unknown network 'quaternion'; choose 'complex' or 'real'"),
     ({"batch_norm": "layer"}, "unknown batch_norm 'layer'; choose one of complex, naive"),
