@@ -29,13 +29,16 @@ __all__ = [
     "PairedFolder",
     "TrainingSet",
     "corpus_dir",
+    "list_clean",
     "list_pairs",
     "mix_at_snr",
     "snr_db",
     "speech_power",
 ]
 
-SPLITS = ("train", "valid", "test", "unseen")
+#: Paired splits of the shipped corpus (``<split>/clean`` and ``<split>/noisy``); ``p239_train``
+#: is clean speech only (:func:`list_clean`). See data/README.md.
+SPLITS = ("train", "valid", "test", "unseen", "p239_valid", "p239_test")
 SAMPLE_RATE = 16000
 
 
@@ -201,6 +204,19 @@ def list_pairs(split: str, root=None) -> list[tuple[Path, Path]]:
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no '{split}' split here; expected {folder}/clean and {folder}/noisy")
     return list(PairedFolder(folder / "clean", folder / "noisy").pairs)
+
+
+def list_clean(split: str, root=None) -> list[Path]:
+    """The clean files of a split, sorted: ``list_clean("p239_train")`` is VCTK p239's training
+    speech, which has no noisy side (it is mixed on the fly). ``root`` as in :func:`list_pairs`.
+    """
+    base = corpus_dir() / "corpus" if root is None or str(root) == "shipped" else Path(root)
+    folder = base / split / "clean"
+    files = _audio_files(folder) if folder.is_dir() else []
+    if not files:
+        raise FileNotFoundError(f"{folder}: no clean audio files here; rebuild the corpus with "
+                                "data/build_corpus.py or pass a folder holding clean/")
+    return files
 
 
 # --------------------------------------------------------------------------- datasets
