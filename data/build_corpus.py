@@ -31,6 +31,10 @@ TRAIN_NOISES = ["exercise_bike", "speechbrain_noise1", "speechbrain_noise2", "sp
 HELDOUT_NOISES = ["doing_the_dishes", "speechbrain_noise3"]  # only in unseen/ and demo/
 DEMO_NOISE, DEMO_SNR = "doing_the_dishes", 5.0
 PEAK = 0.99  # mixtures louder than this are scaled down, clean and noisy together
+FIRST_TRAIN = 400  # the training pairs shipped before issue 16 (column first_400 of train.csv)
+P239_SPLIT = {"p239_valid": 50, "p239_test": 50}  # utterances; the rest of the 503 is p239_train
+P239_SNRS = (0.0, 5.0, 10.0, 15.0)  # the paper's training SNRs, cycled over the sorted names
+TRIM_MARGIN = 0.2  # seconds of room tone kept before the first and after the last active frame
 
 
 def nearest_bin(snr: float) -> float:
@@ -88,6 +92,62 @@ def mix_and_save(clean: np.ndarray, noise: np.ndarray, snr: float, rng, clean_ds
     return snr_db(load_audio(clean_dst), load_audio(noisy_dst) - load_audio(clean_dst), power="active")
 
 
+def speech_span(wav: np.ndarray, margin: float = TRIM_MARGIN, frame: int = 320) -> tuple[int, int]:
+    """``(start, stop)`` samples of the speech in ``wav`` with ``margin`` seconds of room tone.
+
+    The energy of 20 ms frames is smoothed over 100 ms (so a click or a lip smack in the room tone
+    does not count as speech); active frames are louder than both 35 dB below the loudest one and
+    12 dB above the room's floor (the 10th percentile). The raw VCTK files have a floor near
+    -45 dBFS, so a threshold relative to the peak alone would keep their silences.
+    """
+    n = wav.size // frame
+    power = np.mean(wav[: n * frame].astype(np.float64).reshape(n, frame) ** 2, axis=1)
+    energy = 10 * np.log10(np.convolve(power, np.ones(5) / 5, mode="same") + 1e-12)
+    threshold = max(energy.max() - 35.0, np.percentile(energy, 10) + 12.0)
+    active = np.flatnonzero(energy >= threshold)
+    pad = int(round(margin * 16000))
+    return max(0, active[0] * frame - pad), min(wav.size, (active[-1] + 1) * frame + pad)
+
+
+def build_p239(source: Path, out: Path, noise_dir: Path) -> None:
+    """VCTK p239: trimmed clean utterances split by utterance; valid/test mixed with held-out noise.
+
+    Its own random generator, so the splits built before p239 was added stay byte-identical.
+    """
+    rng = np.random.default_rng([SEED, 239])
+    files = sorted((source / "vctk_p239").glob("p239_*.flac"))
+    order = [files[i] for i in rng.permutation(len(files))]
+    splits, at = {}, 0
+    for split, n in P239_SPLIT.items():
+        splits[split], at = sorted(order[at: at + n]), at + n
+    splits = {"p239_train": sorted(order[at:]), **splits}
+    # each held-out noise is cut in two halves: valid mixes with the first, test with the second
+    noises = {n: load_audio(noise_dir / f"{n}.flac") for n in HELDOUT_NOISES}
+    fields = ["name", "speaker", "duration_s", "trimmed_s"]
+    for split, paths in splits.items():
+        rows = []
+        for i, path in enumerate(paths):
+            raw = load_audio(path)
+            a, b = speech_span(raw)
+            clean = raw[a:b]
+            row = dict(name=path.stem, speaker="p239", duration_s=f"{clean.size / 16000:.3f}",
+                       trimmed_s=f"{(raw.size - clean.size) / 16000:.3f}")
+            d = out / "corpus" / split
+            if split == "p239_train":
+                save_audio(d / "clean" / path.name, clean, 16000)
+            else:
+                name, snr = HELDOUT_NOISES[i % len(HELDOUT_NOISES)], P239_SNRS[i % len(P239_SNRS)]
+                noise = noises[name]
+                half = noise[: noise.size // 2] if split == "p239_valid" else noise[noise.size // 2:]
+                est = mix_and_save(clean, half, snr, rng, d / "clean" / path.name, d / "noisy" / path.name)
+                row.update(snr_db=f"{est:.2f}", snr_bin=snr, noise=name)
+            rows.append(row)
+        extra = [] if split == "p239_train" else ["snr_db", "snr_bin", "noise"]
+        write_csv(out / "splits" / f"{split}.csv", rows, fields + extra)
+        minutes = sum(float(r["duration_s"]) for r in rows) / 60
+        print(f"{split}: {len(rows)} utterances, {minutes:.1f} min after trimming")
+
+
 def build(source: Path, out: Path, n_test: int, n_valid: int, n_train: int | None) -> None:
     rng = np.random.default_rng(SEED)
     vb = PairedFolder(source / "voicebank_demand_test" / "clean", source / "voicebank_demand_test" / "noisy")
@@ -100,14 +160,25 @@ def build(source: Path, out: Path, n_test: int, n_valid: int, n_train: int | Non
                          clean=clean_path, noisy=noisy_path))
     test, rest = stratified_pick(rows, n_test, rng)
     valid, rest = stratified_pick(rest, n_valid, rng)
-    train = rest if n_train is None or n_train >= len(rest) else stratified_pick(rest, n_train, rng)[0]
+    # The 400 pairs shipped first are drawn as they always were (this also keeps the generator's
+    # state, so unseen/ and demo/ stay byte-identical); the other 104 joined them in issue 16.
+    first = stratified_pick(rest, FIRST_TRAIN, rng)[0]
+    first_names = {r["name"] for r in first}
+    if n_train is None or n_train >= len(rest):
+        train = rest
+    elif n_train == FIRST_TRAIN:
+        train = first
+    else:
+        train = stratified_pick(rest, n_train, np.random.default_rng([SEED, n_train]))[0]
+    for r in rest:
+        r["first_400"] = int(r["name"] in first_names)
     fields = ["name", "speaker", "snr_db", "snr_bin", "duration_s"]
     for split, chosen in (("test", test), ("valid", valid), ("train", train)):
         for row in chosen:
             copy_pair(row, split, out)
-        write_csv(out / "splits" / f"{split}.csv", chosen, fields)
+        write_csv(out / "splits" / f"{split}.csv", chosen, fields + (["first_400"] if split == "train" else []))
         print(f"{split}: {len(chosen)} pairs")
-    print(f"not shipped (size budget): {len(rows) - len(test) - len(valid) - len(train)} pairs")
+    print(f"not shipped: {len(rows) - len(test) - len(valid) - len(train)} pairs")
 
     noise_dir = out / "noise"
     noise_dir.mkdir(parents=True, exist_ok=True)
@@ -115,7 +186,7 @@ def build(source: Path, out: Path, n_test: int, n_valid: int, n_train: int | Non
         shutil.copyfile(source / "noise" / f"{name}.flac", noise_dir / f"{name}.flac")
     json.dump({"train": TRAIN_NOISES, "heldout": HELDOUT_NOISES,
                "note": "train noises may be used for on-the-fly remixing; heldout noises appear only "
-                       "in corpus/unseen and corpus/demo"},
+                       "in corpus/unseen, corpus/demo, corpus/p239_valid and corpus/p239_test"},
               open(out / "splits" / "noise.json", "w"), indent=2)
 
     vb_names = {r["name"] for r in rows}
@@ -141,6 +212,7 @@ def build(source: Path, out: Path, n_test: int, n_valid: int, n_train: int | Non
     est = mix_and_save(conv, heldout[HELDOUT_NOISES.index(DEMO_NOISE)], DEMO_SNR, rng,
                        demo / "conversation_clean.flac", demo / "conversation_noisy.flac")
     print(f"demo: conversation mixed with {DEMO_NOISE} at {est:.2f} dB")
+    build_p239(source, out, noise_dir)
 
 
 def main(argv=None) -> int:
@@ -149,8 +221,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "data")
     parser.add_argument("--test", type=int, default=180, help="test pairs (default 180)")
     parser.add_argument("--valid", type=int, default=40, help="validation pairs (default 40)")
-    parser.add_argument("--train", type=int, default=400,
-                        help="training pairs (default 400, to keep data/ small; 0 = all the rest)")
+    parser.add_argument("--train", type=int, default=0,
+                        help="training pairs (default 0 = all the rest, 504; 400 = the first shipped set)")
     parser.add_argument("--force", action="store_true", help="delete and rebuild an existing corpus")
     args = parser.parse_args(argv)
     if not (args.source / "voicebank_demand_test").is_dir():

@@ -29,13 +29,18 @@ __all__ = [
     "PairedFolder",
     "TrainingSet",
     "corpus_dir",
+    "list_clean",
+    "training_sources",
+    "validation_sets",
     "list_pairs",
     "mix_at_snr",
     "snr_db",
     "speech_power",
 ]
 
-SPLITS = ("train", "valid", "test", "unseen")
+#: Paired splits of the shipped corpus (``<split>/clean`` and ``<split>/noisy``); ``p239_train``
+#: is clean speech only (:func:`list_clean`). See data/README.md.
+SPLITS = ("train", "valid", "test", "unseen", "p239_valid", "p239_test")
 SAMPLE_RATE = 16000
 
 
@@ -203,32 +208,130 @@ def list_pairs(split: str, root=None) -> list[tuple[Path, Path]]:
     return list(PairedFolder(folder / "clean", folder / "noisy").pairs)
 
 
+def list_clean(split: str, root=None) -> list[Path]:
+    """The clean files of a split, sorted: ``list_clean("p239_train")`` is VCTK p239's training
+    speech, which has no noisy side (it is mixed on the fly). ``root`` as in :func:`list_pairs`.
+    """
+    base = corpus_dir() / "corpus" if root is None or str(root) == "shipped" else Path(root)
+    folder = base / split / "clean"
+    files = _audio_files(folder) if folder.is_dir() else []
+    if not files:
+        raise FileNotFoundError(f"{folder}: no clean audio files here; rebuild the corpus with "
+                                "data/build_corpus.py or pass a folder holding clean/")
+    return files
+
+
+def training_sources(data: str = "shipped", train_pairs: str = "first_400", extra_speech: str = "") -> dict:
+    """The files a training run reads, without reading them: ``{"pairs", "speech", "noises"}``.
+
+    Args:
+        data: ``"shipped"``, ``"voicebank"`` or a folder holding ``train/{clean,noisy}``.
+        train_pairs: ``"first_400"`` (shipped corpus: the 400 pairs the first shipped models
+            trained on, column ``first_400`` of ``splits/train.csv``; other corpora: all) or
+            ``"all"``.
+        extra_speech: clean-only speech mixed on the fly: ``""`` (none), ``"p239"`` (the shipped
+            ``p239_train``) or a folder of clean recordings.
+
+    Returns:
+        ``pairs``: ``(noisy, clean)`` paths of ``train``; ``speech``: extra clean paths;
+        ``noises``: noise files, the shipped corpus's *training* noises (``splits/noise.json``;
+        held-out noises are never listed) or none for other corpora.
+    """
+    if train_pairs not in ("first_400", "all"):
+        raise ValueError(f"--train-pairs {train_pairs!r}: must be 'first_400' or 'all'")
+    shipped = data == "shipped"
+    pairs = list_pairs("train", None if shipped else data)
+    splits = corpus_dir() / "splits"
+    if shipped and train_pairs == "first_400" and (splits / "train.csv").exists():
+        import csv
+
+        with open(splits / "train.csv") as f:
+            rows = list(csv.DictReader(f))
+        first = {r["name"] for r in rows if r.get("first_400", "1") == "1"}
+        pairs = [p for p in pairs if Path(p[1]).stem in first]
+    noises = []
+    if shipped:
+        import json
+
+        names = json.loads((splits / "noise.json").read_text())["train"]
+        noises = [corpus_dir() / "noise" / f"{n}.flac" for n in names]
+    if not extra_speech:
+        speech = []
+    elif extra_speech == "p239":
+        speech = list_clean("p239_train")
+    else:
+        folder = Path(extra_speech)
+        speech = _audio_files(folder, recursive=True) if folder.is_dir() else []
+        if not speech:
+            raise FileNotFoundError(f"--extra-speech {extra_speech}: no audio files there; give 'p239' "
+                                    "or a folder of clean recordings")
+    return {"pairs": pairs, "speech": speech, "noises": noises}
+
+
+def validation_sets(data: str = "shipped", names: str = "valid", files: int = 0) -> dict:
+    """``{split: [(noisy, clean), ...]}`` for the comma-separated split ``names``.
+
+    Each split is looked up in ``data`` (as in :func:`list_pairs`) and, when that corpus lacks it,
+    in the shipped one, so ``p239_valid`` also scores a run on the full VoiceBank corpus (where
+    p239 is a *training* speaker: there it measures nothing held out). ``files`` > 0 keeps the
+    first ``files`` pairs of each split.
+    """
+    split_names = [n.strip() for n in str(names).split(",") if n.strip()]
+    if not split_names:
+        raise ValueError(f"--valid-sets {names!r}: give split names separated by commas, e.g. valid,p239_valid")
+    sets = {}
+    for name in split_names:
+        try:
+            pairs = list_pairs(name, None if data == "shipped" else data)
+        except FileNotFoundError:
+            if data == "shipped":
+                raise
+            pairs = list_pairs(name)
+        sets[name] = pairs[:files] if files else pairs
+    return sets
+
+
 # --------------------------------------------------------------------------- datasets
 class TrainingSet(Dataset):
-    """Fixed-length random crops of noisy/clean pairs, half of them remixed on the fly.
+    """Fixed-length random crops of training speech, mixed with noise on the fly, augmented.
 
     All audio is loaded once into memory (float32, 16 kHz). Item ``i`` of epoch ``e`` draws
     everything from ``np.random.default_rng([seed, e, i])``, so it is the same in every run and
     every DataLoader worker; call :meth:`set_epoch` before each epoch (with
     ``persistent_workers=False``, the default, so that workers see the new epoch).
 
-    Item ``i`` uses pair ``i % len(pairs)``: a random ``segment``-sample crop (files shorter
-    than ``segment`` are zero-padded at the end). With probability ``remix_prob`` the noisy
-    side is replaced by the clean crop mixed (:func:`mix_at_snr`, active speech power) with a
-    noise chunk at an SNR drawn from ``snrs``; the noise comes, with equal chance, from a
-    training utterance's residual ``noisy - clean`` or from one of ``noise_files``.
+    The speech is the ``pairs`` (noisy/clean) and then the clean-only ``extra_speech`` files;
+    item ``i`` uses speech ``i % (len(pairs) + len(extra_speech))``: a random ``segment``-sample
+    crop (files shorter than ``segment`` are zero-padded at the end). A pair keeps its real noisy
+    side with probability ``1 - remix_prob``; otherwise, and always for extra speech, the clean
+    crop is mixed (:func:`mix_at_snr`, active speech power) with a noise chunk at an SNR drawn
+    from ``snrs``; the noise comes, with equal chance, from a training pair's residual
+    ``noisy - clean`` or from one of ``noise_files`` (:attr:`noise_sources` names them all).
+
+    Augmentations (:mod:`dcu.augment`), all off by default, which gives exactly the items of the
+    set the shipped models were trained with:
+
+    - ``speed=(lo, hi)``: with probability ``speed_prob`` the item (both sides) is sped up by a
+      factor uniform in ``[lo, hi]`` (Kaldi-style: shorter and higher by the factor);
+    - ``speech_free_prob``: that share of items is noise only, at the level it would have had in
+      the mixture, with an all-zero clean target;
+    - ``gain_db=(lo, hi)``: noisy and clean scaled together by a gain uniform in dB (peak <= 0.99).
 
     Returns ``(noisy, clean)``, each a ``(segment,)`` float32 tensor.
     """
 
     def __init__(self, pairs, noise_files=(), segment: int = 32000, items_per_file: int = 4,
-                 remix_prob: float = 0.5, snrs=(0.0, 5.0, 10.0, 15.0), seed: int = 0, progress: bool = True):
-        pairs = list(pairs)
+                 remix_prob: float = 0.5, snrs=(0.0, 5.0, 10.0, 15.0), seed: int = 0, progress: bool = True,
+                 extra_speech=(), speech_free_prob: float = 0.0, gain_db=None, speed=None,
+                 speed_prob: float = 1.0):
+        pairs, extra_speech = list(pairs), list(extra_speech)
         if not pairs:
             raise ValueError("TrainingSet needs at least one (noisy, clean) pair")
         self.segment, self.items_per_file = int(segment), int(items_per_file)
         self.remix_prob, self.snrs, self.seed, self.epoch = float(remix_prob), tuple(snrs), int(seed), 0
-        self.names = [Path(c).stem for _, c in pairs]
+        self.speech_free_prob, self.speed_prob = float(speech_free_prob), float(speed_prob)
+        self.gain_db, self.speed = gain_db, speed
+        self.names = [Path(c).stem for _, c in pairs] + [Path(p).stem for p in extra_speech]
         self.noisy, self.clean = [], []
         for noisy_path, clean_path in tqdm(pairs, desc="loading pairs", disable=not progress):
             noisy, clean = load_audio(noisy_path), load_audio(clean_path)
@@ -237,37 +340,52 @@ class TrainingSet(Dataset):
                                  "pairs must have equal lengths")
             self.noisy.append(noisy)
             self.clean.append(clean)
+        self.extra = [load_audio(p) for p in tqdm(extra_speech, desc="loading speech", disable=not progress)]
         self.noises = [load_audio(p) for p in noise_files]
+        #: where training noise comes from: residuals of these pairs and these noise files
+        self.noise_sources = {"residuals": self.names[: len(pairs)], "files": [Path(p).stem for p in noise_files]}
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose crops and remixes ``__getitem__`` returns."""
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        return len(self.clean) * self.items_per_file
+        return (len(self.clean) + len(self.extra)) * self.items_per_file
 
-    def _crop(self, wav: np.ndarray, start: int) -> np.ndarray:
-        out = np.zeros(self.segment, dtype=np.float32)
-        piece = wav[start : start + self.segment]
-        out[: piece.size] = piece
-        return out
+    def _noise(self, rng) -> np.ndarray:
+        """A training noise: a noise file or a pair's residual, with equal chance."""
+        if self.noises and rng.random() < 0.5:
+            return self.noises[int(rng.integers(len(self.noises)))]
+        j = int(rng.integers(len(self.clean)))
+        return self.noisy[j] - self.clean[j]
 
     def __getitem__(self, index: int):
+        from dcu.augment import apply_gain, crop_with_speed, draw_speed
+
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} items")
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        k = index % len(self.clean)
-        start = int(rng.integers(0, max(1, self.clean[k].size - self.segment + 1)))
-        clean, noisy = self._crop(self.clean[k], start), self._crop(self.noisy[k], start)
-        if rng.random() < self.remix_prob and np.any(clean):
-            if self.noises and rng.random() < 0.5:
-                noise = self.noises[int(rng.integers(len(self.noises)))]
+        k = index % (len(self.clean) + len(self.extra))
+        factor = draw_speed(rng, self.speed, self.speed_prob)  # 1.0, drawing nothing, when off
+        wavs = [self.clean[k], self.noisy[k]] if k < len(self.clean) else [self.extra[k - len(self.clean)]]
+        need = int(np.ceil(self.segment * factor))
+        start = int(rng.integers(0, max(1, wavs[0].size - need + 1)))
+        crops = crop_with_speed(wavs, start, self.segment, factor)
+        clean, noisy = crops[0], (crops[1] if len(crops) > 1 else crops[0].copy())
+        if self.speech_free_prob > 0 and rng.random() < self.speech_free_prob:
+            noise = self._noise(rng)
+            snr = float(self.snrs[int(rng.integers(len(self.snrs)))])
+            if np.any(clean) and np.any(noise):
+                noisy = mix_at_snr(clean, noise, snr, power="active", rng=rng)[1]  # the level it would have
             else:
-                j = int(rng.integers(len(self.clean)))
-                noise = self.noisy[j] - self.clean[j]
+                noisy = _fit_length(noise, self.segment, rng).astype(np.float32)
+            clean = np.zeros_like(clean)
+        elif (k >= len(self.clean) or rng.random() < self.remix_prob) and np.any(clean):
+            noise = self._noise(rng)
             snr = float(self.snrs[int(rng.integers(len(self.snrs)))])
             if np.any(noise):
                 noisy, _ = mix_at_snr(clean, noise, snr, power="active", rng=rng)
+        noisy, clean = apply_gain(rng, self.gain_db, noisy, clean)
         return torch.from_numpy(noisy), torch.from_numpy(clean)
 
 

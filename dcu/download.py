@@ -226,16 +226,16 @@ def _info(cache) -> int:
     for split in SPLITS:
         path = root / "splits" / f"{split}.csv"
         if not path.exists():
-            print(f"  {split:7s} missing ({path})")
+            print(f"  {split:10s} missing ({path})")
             continue
         rows = list(csv.DictReader(open(path)))
         minutes = sum(float(r["duration_s"]) for r in rows) / 60
         speakers = sorted({r["speaker"] for r in rows})
-        print(f"  {split:7s} {len(rows):4d} pairs  {minutes:5.1f} min  speakers: {', '.join(speakers)}")
+        print(f"  {split:10s} {len(rows):4d} pairs  {minutes:5.1f} min  speakers: {', '.join(speakers)}")
     noise = root / "splits" / "noise.json"
     if noise.exists():
         decl = json.loads(noise.read_text())
-        print(f"  noise   train: {', '.join(decl['train'])}; held out: {', '.join(decl['heldout'])}")
+        print(f"  noise      train: {', '.join(decl['train'])}; held out: {', '.join(decl['heldout'])}")
     vb = voicebank_dir(cache)
     print(f"cache: {cache_dir(cache)}")
     if (vb / "complete.json").exists():

@@ -8,7 +8,11 @@
 Choices the paper leaves open (documented here and in the book): Adam with a linear warm-up and
 a cosine decay of the learning rate, 2 s random crops, half of them remixed on the fly with
 training noise at 0/5/10/15 dB (``--remix-snrs``), gradient clipping at norm 5, validation by PESQ (wide-band) on
-the validation split, keeping the best checkpoint.
+the validation split, keeping the best checkpoint. The training set, its augmentations
+(:mod:`dcu.augment`) and the validation sets are options too (``--train-pairs``, ``--extra-speech``,
+``--speed``, ``--gain-db``, ``--speech-free-prob``, ``--valid-sets``, ``--select-by``); their
+defaults give the runs the shipped models came from, and ``data/checkpoints/train_general.sh``
+shows the set that generalizes.
 
 Book: book/07_training.ipynb
 """
@@ -55,6 +59,14 @@ class TrainConfig:
     items_per_file: int = 4
     remix_prob: float = 0.5
     remix_snrs: str = "0,5,10,15"  # dB, comma-separated: SNRs of the remixed items (the paper's)
+    train_pairs: str = "first_400"  # shipped corpus: "first_400" (what the shipped models saw) or "all" 504
+    extra_speech: str = ""  # clean speech mixed on the fly: "", "p239" (shipped p239_train) or a folder
+    speed: str = ""  # "lo,hi": speed-perturb items by a factor in [lo, hi] (e.g. 0.9,1.1); "" = off
+    speed_prob: float = 0.5  # share of items sped up when --speed is set
+    gain_db: str = ""  # "lo,hi": random gain in dB on noisy and clean together (e.g. -10,6); "" = off
+    speech_free_prob: float = 0.0  # share of noise-only items with a silent target
+    valid_sets: str = "valid"  # validation splits, comma-separated (e.g. valid,p239_valid)
+    select_by: str = "pesq"  # best.pt by "pesq" (mean PESQ) or "pesq_stoi" (see validation_score)
     batch_size: int = 8
     steps: int = 2000
     lr: float = 1e-3
@@ -96,6 +108,12 @@ LIMITS = {
     "workers": (lambda v: v >= 0, "an integer >= 0"),
     "segment_seconds": (lambda v: 0.1 <= v <= 60, "seconds from 0.1 to 60"),
     "remix_prob": (lambda v: 0 <= v <= 1, "a probability from 0 to 1"),
+    "speed_prob": (lambda v: 0 <= v <= 1, "a probability from 0 to 1"),
+    "speech_free_prob": (lambda v: 0 <= v <= 1, "a probability from 0 to 1"),
+    "train_pairs": (lambda v: v in ("first_400", "all"), "'first_400' or 'all'"),
+    "select_by": (lambda v: v in ("pesq", "pesq_stoi"), "'pesq' or 'pesq_stoi'"),
+    "speed": (lambda v: _parses(v, "speed"), "'low,high' within 0.8..1.25 (e.g. 0.9,1.1) or ''"),
+    "gain_db": (lambda v: _parses(v, "gain_db"), "'low,high' in dB within -40..20 (e.g. -10,6) or ''"),
     "lr": (lambda v: v > 0, "a learning rate > 0"),
     "min_lr": (lambda v: v >= 0, "a learning rate >= 0"),
     "weight_decay": (lambda v: v >= 0, "a number >= 0"),
@@ -105,6 +123,23 @@ LIMITS = {
     "time_budget_minutes": (lambda v: v >= 0, "minutes >= 0 (0: none)"),
     "valid_reserve_seconds": (lambda v: v >= 0, "seconds >= 0"),
 }
+
+
+def _parses(text: str, name: str) -> bool:
+    """Whether ``text`` is a valid ``--speed`` / ``--gain-db`` range (see :mod:`dcu.augment`)."""
+    from dcu.augment import GAIN_LIMITS, SPEED_LIMITS, parse_range
+
+    try:
+        parse_range(text, name, SPEED_LIMITS if name == "speed" else GAIN_LIMITS)
+        return True
+    except ValueError:
+        return False
+
+
+#: Fields that define the training data and the validation, checked on ``--resume`` like the
+#: model's; a run saved before a field existed counts as having had its default.
+DATA_FIELDS = ("train_pairs", "extra_speech", "speed", "speed_prob", "gain_db", "speech_free_prob",
+               "remix_prob", "remix_snrs", "segment_seconds", "items_per_file", "valid_sets", "select_by")
 
 
 #: Fields of a training checkpoint's ``train_state`` and their types, checked on ``--resume``.
@@ -154,28 +189,58 @@ def parse_snrs(text: str) -> tuple[float, ...]:
 
 
 def make_datasets(cfg: TrainConfig):
-    """The training set (crops + on-the-fly remixing) and the validation pairs."""
-    from dcu.data import TrainingSet, corpus_dir, list_pairs
+    """The training set (crops + on-the-fly mixing + augmentation) and the validation pairs.
 
-    root = None if cfg.data == "shipped" else cfg.data
-    noise_files = []
-    if cfg.data == "shipped":
-        noise_json = corpus_dir() / "splits" / "noise.json"
-        names = json.loads(noise_json.read_text())["train"]
-        noise_files = [corpus_dir() / "noise" / f"{n}.flac" for n in names]
-    train = TrainingSet(list_pairs("train", root), noise_files,
+    The validation pairs are a list for the defaults (``--valid-sets valid --select-by pesq``)
+    and a dict ``{split: pairs}`` otherwise (scored by :func:`validate` set by set, with a score).
+    """
+    from dcu.augment import GAIN_LIMITS, SPEED_LIMITS, parse_range
+    from dcu.data import TrainingSet, training_sources, validation_sets
+
+    src = training_sources(cfg.data, cfg.train_pairs, cfg.extra_speech)
+    train = TrainingSet(src["pairs"], src["noises"],
                         segment=int(cfg.segment_seconds * 16000), items_per_file=cfg.items_per_file,
                         remix_prob=cfg.remix_prob, snrs=parse_snrs(cfg.remix_snrs), seed=cfg.seed,
-                        progress=False)
-    valid = list_pairs("valid", root)
-    if cfg.valid_files:
-        valid = valid[: cfg.valid_files]
-    return train, valid
+                        progress=False, extra_speech=src["speech"], speech_free_prob=cfg.speech_free_prob,
+                        gain_db=parse_range(cfg.gain_db, "gain-db", GAIN_LIMITS),
+                        speed=parse_range(cfg.speed, "speed", SPEED_LIMITS), speed_prob=cfg.speed_prob)
+    valid = validation_sets(cfg.data, cfg.valid_sets, cfg.valid_files)
+    legacy = list(valid) == ["valid"] and cfg.select_by == "pesq"  # the log of the shipped runs
+    return train, (valid["valid"] if legacy else valid)
+
+
+def validation_score(pesq: float, stoi: float) -> float:
+    """The ``--select-by pesq_stoi`` score of one validation set, in [0, 1], higher is better:
+    ``((PESQ - 1) / 3.5 + STOI) / 2``, PESQ (wide-band, 1 to 4.5) mapped to [0, 1] and counted
+    as much as STOI. Where PESQ is unavailable (nan) the score is STOI alone."""
+    if not np.isfinite(pesq):
+        return float(stoi)
+    return 0.5 * ((pesq - 1.0) / 3.5 + stoi)
 
 
 @torch.no_grad()
-def validate(model: DCUnet, pairs, device) -> dict:
-    """Mean wSDR loss, SI-SDR, STOI and PESQ of ``model`` on full-length validation pairs."""
+def validate(model: DCUnet, pairs, device, select_by: str = "pesq") -> dict:
+    """Mean wSDR loss, SI-SDR, STOI and PESQ of ``model`` on full-length validation pairs.
+
+    ``pairs`` may be a dict ``{split: pairs}``: then every metric is also given per split
+    (``"<split>_pesq"``...), the unprefixed ones average all files, and ``"score"`` is the mean
+    over splits of :func:`validation_score` (``select_by="pesq_stoi"``) or of PESQ, so each set
+    counts equally however many files it has.
+    """
+    if isinstance(pairs, dict):
+        per = {name: validate(model, p, device) for name, p in pairs.items()}
+        sizes = {name: len(p) for name, p in pairs.items()}
+        out = {}
+        for k in ("wsdr", "si_sdr", "stoi", "pesq"):  # the mean over all files of all sets
+            have = [n for n in per if np.isfinite(per[n][k])]
+            out[k] = float(sum(per[n][k] * sizes[n] for n in have) / sum(sizes[n] for n in have)) \
+                if have else float("nan")
+        for name, v in per.items():
+            out.update({f"{name}_{k}": x for k, x in v.items()})
+        scores = [validation_score(v["pesq"], v["stoi"]) if select_by == "pesq_stoi" else v["pesq"]
+                  for v in per.values()]
+        out["score"] = float(np.mean(scores))
+        return out
     from dcu.audio import load_audio
     from dcu import metrics
 
@@ -207,7 +272,10 @@ def validate(model: DCUnet, pairs, device) -> dict:
 
 
 def _score(valid: dict) -> float:
-    """Higher is better: validation PESQ, or SI-SDR/10 where PESQ is unavailable."""
+    """Higher is better: ``valid["score"]`` where :func:`validate` gave one (several sets), else
+    validation PESQ, or SI-SDR/10 where PESQ is unavailable."""
+    if np.isfinite(valid.get("score", float("nan"))):
+        return valid["score"]
     p = valid.get("pesq", float("nan"))
     return p if np.isfinite(p) else valid.get("si_sdr", float("-inf")) / 10.0
 
@@ -304,9 +372,10 @@ class Trainer:
         check_fields(self.last_path, payload["metadata"], {"train_config": dict}, "metadata.")
         check_fields(self.last_path, payload["train_state"], TRAIN_STATE_FIELDS, "train_state.")
         saved = payload["metadata"]["train_config"]
-        for key in ("arch", "mask", "network", "batch_norm", "seed", "batch_size", "data"):
-            if saved.get(key) != getattr(self.cfg, key):
-                raise TrainingError(f"{self.last_path}: run was started with {key}={saved.get(key)!r}, "
+        for key in ("arch", "mask", "network", "batch_norm", "seed", "batch_size", "data") + DATA_FIELDS:
+            was = saved.get(key, getattr(TrainConfig, key)) if key in DATA_FIELDS else saved.get(key)
+            if was != getattr(self.cfg, key):
+                raise TrainingError(f"{self.last_path}: run was started with {key}={was!r}, "
                                     f"not {getattr(self.cfg, key)!r}; resume with the same settings")
         self.model.load_state_dict(payload["state_dict"])
         self.previous_stage = payload["metadata"].get("previous_stage")
@@ -426,7 +495,8 @@ class Trainer:
                    f"{cfg.time_budget_minutes} min, validating every {cfg.valid_every}")
 
     def _validate_and_log(self, valid_pairs, running, start) -> None:
-        valid = validate(self.model, valid_pairs, self.device) if self.rank == 0 else {}
+        several = {"select_by": self.cfg.select_by} if isinstance(valid_pairs, dict) else {}
+        valid = validate(self.model, valid_pairs, self.device, **several) if self.rank == 0 else {}
         row = {"step": self.step, "epoch": self.epoch, "lr": lr_at(max(0, self.step - 1), self.cfg),
                "train_loss": float(np.mean(running)) if running else float("nan"),
                "minutes": (time.time() - start) / 60, **self._tick(), "valid": valid}
@@ -441,7 +511,8 @@ class Trainer:
             write_log(self.history, self.out)
             tqdm.write(f"step {self.step}: train {row['train_loss']:.4f} | valid wSDR "
                        f"{valid['wsdr']:.4f} PESQ {valid['pesq']:.3f} STOI {valid['stoi']:.3f} "
-                       f"SI-SDR {valid['si_sdr']:.2f} dB")
+                       f"SI-SDR {valid['si_sdr']:.2f} dB" + (f" | score {valid['score']:.4f} ({self.cfg.select_by})"
+                                                           if "score" in valid else ""))
 
 
 def write_log(history: list[dict], out: Path) -> None:
@@ -452,7 +523,8 @@ def write_log(history: list[dict], out: Path) -> None:
     (out / "log.json").write_text(json.dumps(rows, indent=1))
     if rows:
         with open(out / "log.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            names = list(dict.fromkeys(k for r in rows for k in r))  # every column any row has
+            w = csv.DictWriter(f, fieldnames=names)
             w.writeheader()
             w.writerows(rows)
 

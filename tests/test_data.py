@@ -9,8 +9,8 @@ import soundfile as sf
 import torch
 from torch.utils.data import DataLoader
 
-from dcu.data import (SPLITS, AudioFolder, EvalSet, PairedFolder, TrainingSet, corpus_dir, list_pairs,
-                      mix_at_snr, snr_db, speech_power)
+from dcu.data import (SPLITS, AudioFolder, EvalSet, PairedFolder, TrainingSet, corpus_dir, list_clean,
+                      list_pairs, mix_at_snr, snr_db, speech_power)
 
 RNG = np.random.default_rng(1234)
 
@@ -62,6 +62,34 @@ def test_noise_declaration():
     shipped = {p.stem for p in (corpus_dir() / "noise").glob("*.flac")}
     assert shipped == set(decl["train"]) | set(decl["heldout"])
     assert {r["noise"] for r in read_csv("unseen")} <= set(decl["heldout"])
+
+
+def test_train_split_keeps_the_first_400_marked():
+    rows = read_csv("train")
+    assert len(rows) == 504 and sum(r["first_400"] == "1" for r in rows) == 400
+    everything = {r["name"] for s in ("train", "valid", "test") for r in read_csv(s)}
+    assert len(everything) == 724  # all of VoiceBank+DEMAND's pairs here, each in one split
+
+
+def test_p239_split_by_utterance_and_mixed_with_heldout_noise():
+    heldout = set(json.loads((corpus_dir() / "splits" / "noise.json").read_text())["heldout"])
+    names = {s: [r["name"] for r in read_csv(s)] for s in ("p239_train", "p239_valid", "p239_test")}
+    assert [len(v) for v in names.values()] == [403, 50, 50]
+    assert len(set().union(*names.values())) == 503 and all(n.startswith("p239_") for v in names.values() for n in v)
+    assert [p.stem for p in list_clean("p239_train")] == names["p239_train"]
+    assert not (corpus_dir() / "corpus" / "p239_train" / "noisy").exists()
+    for split in ("p239_valid", "p239_test"):
+        rows = read_csv(split)
+        assert {r["noise"] for r in rows} == heldout  # held-out noise only, never a training one
+        assert {float(r["snr_bin"]) for r in rows} == {0.0, 5.0, 10.0, 15.0}
+        pairs = {c.stem: (n, c) for n, c in list_pairs(split)}
+        for r in rows[:4]:
+            noisy, clean = (sf.read(p)[0] for p in pairs[r["name"]])
+            assert noisy.size == clean.size and clean.size / 16000 == pytest.approx(float(r["duration_s"]), abs=1e-3)
+            assert snr_db(clean, noisy - clean, power="active") == pytest.approx(float(r["snr_db"]), abs=0.01)
+            assert abs(float(r["snr_db"]) - float(r["snr_bin"])) < 0.1
+    with pytest.raises(FileNotFoundError, match="no clean audio"):
+        list_clean("nowhere")
 
 
 def test_corpus_dir_override(tmp_path, monkeypatch):

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import dcu.train as train_mod
+from dcu.data import validation_sets
 from dcu.train import TrainConfig, TrainingError, lr_at, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,6 +111,42 @@ def test_resume_refuses_other_settings(tmp_path, small_corpus):
         train(cfg(tmp_path, small_corpus, steps=4, arch="DCUnet-10"), resume=True, progress=False)
     with pytest.raises(TrainingError, match="nothing to resume"):
         train(cfg(tmp_path, small_corpus, out=str(tmp_path / "none")), resume=True, progress=False)
+    # the training data and its augmentations are part of a run too
+    with pytest.raises(TrainingError, match="speed"):
+        train(cfg(tmp_path, small_corpus, steps=4, speed="0.9,1.1"), resume=True, progress=False)
+
+
+def test_a_run_saved_before_the_data_options_resumes_with_their_defaults(tmp_path, small_corpus):
+    train(cfg(tmp_path, small_corpus, steps=2), progress=False)
+    last = tmp_path / "run" / "last.pt"
+    ck = torch.load(last, weights_only=True)
+    for key in train_mod.DATA_FIELDS:  # what a checkpoint written before issue 16 holds
+        if key not in ("remix_prob", "remix_snrs", "segment_seconds", "items_per_file"):
+            del ck["metadata"]["train_config"][key]
+    torch.save(ck, last)
+    train(cfg(tmp_path, small_corpus, steps=3), resume=True, progress=False)
+    assert torch.load(last, weights_only=True)["train_state"]["step"] == 3
+    with pytest.raises(TrainingError, match="extra_speech"):
+        train(cfg(tmp_path, small_corpus, steps=4, extra_speech="p239"), resume=True, progress=False)
+
+
+def test_validation_score_counts_pesq_and_stoi():
+    assert train_mod.validation_score(4.5, 1.0) == 1.0 and train_mod.validation_score(1.0, 0.0) == 0.0
+    assert train_mod.validation_score(2.75, 0.9) == pytest.approx(0.5 * (0.5 + 0.9))
+    assert train_mod.validation_score(float("nan"), 0.8) == 0.8  # no PESQ package: STOI alone
+    assert train_mod._score({"pesq": 2.0, "si_sdr": 5.0}) == 2.0  # the shipped runs' rule
+    assert train_mod._score({"pesq": 2.0, "score": 0.6}) == 0.6
+
+
+def test_validation_sets_are_scored_set_by_set(small_corpus):
+    sets = {"valid": validation_sets(str(small_corpus), "valid", 1)["valid"],
+            "p239_valid": validation_sets("shipped", "p239_valid", 1)["p239_valid"]}
+    out = train_mod.validate(train_mod.DCUnet("tiny"), sets, torch.device("cpu"), "pesq_stoi")
+    per = [train_mod.validation_score(out[f"{n}_pesq"], out[f"{n}_stoi"]) for n in sets]
+    assert out["score"] == pytest.approx(sum(per) / 2)  # each set counts equally
+    assert out["pesq"] == pytest.approx((out["valid_pesq"] + out["p239_valid_pesq"]) / 2)  # one file each
+    c = TrainConfig(data=str(small_corpus), valid_sets="valid,p239_valid", valid_files=1)
+    assert list(train_mod.make_datasets(c)[1]) == ["valid", "p239_valid"]  # p239_valid from the shipped corpus
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, small_corpus, monkeypatch):
