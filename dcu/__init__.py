@@ -20,9 +20,8 @@ The package mirrors the book: one module per idea.
 - :mod:`dcu.plots`  the book's figures
 """
 
-__version__ = "0.1.0"
-
-from dcu.unet import DCUnet  # noqa: E402
-from dcu.checkpoint import save, load  # noqa: E402
+from dcu.version import __version__
+from dcu.unet import DCUnet
+from dcu.checkpoint import save, load
 
 __all__ = ["DCUnet", "save", "load", "__version__"]
