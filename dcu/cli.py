@@ -8,6 +8,7 @@
     dcu data download voicebank | dcu data info
     dcu bench [--arch ...] [--json F]
     dcu export --onnx OUT.onnx [--model NAME_OR_PATH]
+    dcu checkpoint info FILE | dcu checkpoint strip IN OUT
 
 Each subcommand lives in the module that owns the idea and parses its own options.
 
@@ -33,6 +34,7 @@ COMMANDS = {
     "bench": ("dcu.bench", "bench_cli", "speed and memory of each architecture"),
     "export": ("dcu.export", "export_cli", "export a model to ONNX"),
     "ablation": ("dcu.ablation", "ablation_cli", "rerun the paper's ablations at small scale"),
+    "checkpoint": ("dcu.checkpoint", "checkpoint_cli", "describe a checkpoint, or strip its training state"),
 }
 
 

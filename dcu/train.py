@@ -30,8 +30,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
-from dcu.checkpoint import (FORMAT, FORMAT_VERSION, _plain, atomic_torch_save, check_fields,
-                            read_checkpoint, with_checksum)
+from dcu.checkpoint import atomic_torch_save, check_fields, load, make_payload, read_checkpoint
 from dcu.engine import optimize, resolve_precision
 from dcu.losses import compute_loss, wsdr_loss
 from dcu.unet import DCUnet
@@ -241,8 +240,6 @@ class Trainer:
         self.running = []  # train losses since the last log row (saved, so a resume logs the same)
         self.previous_stage = None
         if cfg.init and not resume:
-            from dcu.checkpoint import load
-
             start = load(cfg.init, arch=cfg.arch)
             if start.config_dict() != self.model.config_dict():
                 raise TrainingError(f"{cfg.init}: its model config {start.config_dict()} differs "
@@ -272,21 +269,17 @@ class Trainer:
         return self.clock
 
     def _payload(self, valid=None) -> dict:
-        state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        """:func:`dcu.checkpoint.make_payload` with the run's metadata and training state."""
         meta = {"train_config": asdict(self.cfg), "step": self.step, "epoch": self.epoch,
                 "valid": valid or (self.history[-1]["valid"] if self.history else {}),
-                "torch_version": torch.__version__, "num_parameters": self.model.num_parameters(),
-                "precision": self.precision, "clock": dict(self._tick()),
-                "data": self.cfg.data}
+                "precision": self.precision, "clock": dict(self._tick()), "data": self.cfg.data}
         if self.previous_stage:
             meta["previous_stage"] = self.previous_stage
         train_state = {"optimizer": self.opt.state_dict(), "step": self.step, "epoch": self.epoch,
                        "batch_in_epoch": self.batch_in_epoch, "best": self.best,
-                       "history": _plain(self.history), "torch_rng": torch.get_rng_state(),
+                       "history": self.history, "torch_rng": torch.get_rng_state(),
                        "running": [float(v) for v in self.running], "clock": dict(self.clock)}
-        return with_checksum({"format": FORMAT, "format_version": FORMAT_VERSION,
-                              "config": self.model.config_dict(), "state_dict": state,
-                              "metadata": _plain(meta), "train_state": train_state})
+        return make_payload(self.model, meta, train_state)
 
     def save(self, path: Path | None = None, valid=None) -> None:
         if self.rank == 0:
