@@ -35,6 +35,7 @@ from dcu.data import list_pairs
 from dcu.evaluate import evaluate_pairs
 from dcu.atomic import write_json
 from dcu.train import TrainConfig, Trainer, TrainingError
+from dcu.unet import ModelConfig
 
 __all__ = ["AblationRun", "GridSettings", "GRIDS", "run_grid", "ablation_cli"]
 
@@ -141,8 +142,8 @@ def score(pairs, enhance, jobs: int, progress: bool) -> dict:
 def train_config(run: AblationRun, settings: GridSettings, folder: Path) -> TrainConfig:
     """The ``dcu train`` configuration of one run."""
     s = settings
-    return TrainConfig(arch=s.arch, mask=run.mask, loss=run.loss, network=run.network,
-                       seed=run.seed, steps=s.steps, batch_size=s.batch_size,
+    return TrainConfig(model=ModelConfig(s.arch, mask=run.mask, network=run.network),
+                       loss=run.loss, seed=run.seed, steps=s.steps, batch_size=s.batch_size,
                        segment_seconds=s.segment_seconds, lr=s.lr, warmup_steps=s.warmup_steps,
                        valid_every=s.valid_every, valid_files=s.valid_files,
                        precision=s.precision, data=s.data, checkpoint_minutes=3.0,

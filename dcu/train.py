@@ -15,13 +15,15 @@ Book: book/07_training.ipynb
 
 from __future__ import annotations
 
+import argparse
 import csv
+import functools
 import json
 import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,22 +35,29 @@ from tqdm.auto import tqdm
 from dcu.checkpoint import atomic_torch_save, check_fields, load, make_payload, read_checkpoint
 from dcu.engine import optimize, resolve_precision
 from dcu.losses import compute_loss, wsdr_loss
-from dcu.unet import DCUnet
+from dcu.unet import DCUnet, ModelConfig
 
 
 class TrainingError(RuntimeError):
     """A run that cannot go on (NaN loss, missing data, incompatible resume)."""
 
 
+#: The model options ``dcu train`` takes flat (``--arch``, ``--mask``, ``--network``,
+#: ``--batch-norm``), and :class:`TrainConfig` accepts as keywords: fields of :attr:`TrainConfig.model`.
+FLAT_MODEL_OPTIONS = ("arch", "mask", "network", "batch_norm")
+
+
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run; saved in every checkpoint it writes."""
+    """Everything that defines a training run; saved in every checkpoint it writes.
 
-    arch: str = "DCUnet-20"
-    mask: str = "BDT"
+    The network is :attr:`model`, a :class:`~dcu.unet.ModelConfig` (the config every checkpoint
+    stores to rebuild its model); the rest is how it is trained. ``TrainConfig(arch="tiny",
+    mask="UBD")`` sets fields of :attr:`model`, as ``dcu train --arch tiny --mask UBD`` does.
+    """
+
+    model: ModelConfig = field(default_factory=ModelConfig)
     loss: str = "wSDR"
-    network: str = "complex"
-    batch_norm: str = "complex"
     data: str = "shipped"  # "shipped", "voicebank" (after `dcu data download`) or a folder
     segment_seconds: float = 2.0
     items_per_file: int = 4
@@ -74,11 +83,38 @@ class TrainConfig:
     valid_reserve_seconds: float = 15.0  # time kept for each validation when fitting a budget
     out: str = "runs/dcunet"
     init: str = ""  # fine-tune: start from this checkpoint's weights (path or shipped name)
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        if isinstance(self.model, dict):
+            self.model = ModelConfig(**self.model)
         for name in LIMITS:
             check_value(name, getattr(self, name))
+
+    @classmethod
+    def from_dict(cls, saved: dict) -> "TrainConfig":
+        """The config stored in a checkpoint or ``config.json``: nested (``{"model": {...}}``) or
+        the flat form of runs written before the model config was nested (``{"arch": ...}``);
+        keys this version does not know (``extra``) are dropped."""
+        known = {f.name for f in fields(cls)} | set(FLAT_MODEL_OPTIONS)
+        return cls(**{k: v for k, v in saved.items() if k in known})
+
+
+def _accept_flat_model_options(init):
+    """``TrainConfig(arch=..., mask=..., network=..., batch_norm=...)`` sets those fields of
+    ``model`` (the keywords every run was written with before the model config was nested)."""
+    @functools.wraps(init)
+    def wrapper(self, *args, **kwargs):
+        flat = {k: kwargs.pop(k) for k in FLAT_MODEL_OPTIONS if k in kwargs}
+        if flat:
+            model = kwargs.get("model") or ModelConfig()
+            model = ModelConfig(**model) if isinstance(model, dict) else model
+            kwargs["model"] = replace(model, **flat)
+        init(self, *args, **kwargs)
+
+    return wrapper
+
+
+TrainConfig.__init__ = _accept_flat_model_options(TrainConfig.__init__)
 
 
 #: What each number of :class:`TrainConfig` may be (checked on construction and by ``dcu
@@ -105,6 +141,10 @@ LIMITS = {
     "valid_reserve_seconds": (lambda v: v >= 0, "seconds >= 0"),
 }
 
+
+#: Besides the model config, what a resumed run must share with the run it continues: these
+#: fix the order of the training data, so a resume equals an uninterrupted run.
+RESUME_MATCH = ("seed", "batch_size", "data")
 
 #: Fields of a training checkpoint's ``train_state`` and their types, checked on ``--resume``.
 TRAIN_STATE_FIELDS = {"optimizer": dict, "step": int, "epoch": int, "batch_in_epoch": int,
@@ -229,8 +269,7 @@ class Trainer:
         self.last_path, self.best_path = self.out / "last.pt", self.out / "best.pt"
         torch.manual_seed(cfg.seed)
         self.precision = resolve_precision(cfg.precision, self.device)
-        self.model = optimize(DCUnet(cfg.arch, mask=cfg.mask, network=cfg.network,
-                                     batch_norm=cfg.batch_norm), self.precision).to(self.device)
+        self.model = optimize(DCUnet(**asdict(cfg.model)), self.precision).to(self.device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.best, self.history = float("-inf"), []
@@ -240,7 +279,7 @@ class Trainer:
         self.running = []  # train losses since the last log row (saved, so a resume logs the same)
         self.previous_stage = None
         if cfg.init and not resume:
-            start = load(cfg.init, arch=cfg.arch)
+            start = load(cfg.init, arch=cfg.model.arch)
             if start.config_dict() != self.model.config_dict():
                 raise TrainingError(f"{cfg.init}: its model config {start.config_dict()} differs "
                                     f"from this run's {self.model.config_dict()}")
@@ -297,10 +336,12 @@ class Trainer:
         check_fields(self.last_path, payload["metadata"], {"train_config": dict}, "metadata.")
         check_fields(self.last_path, payload["train_state"], TRAIN_STATE_FIELDS, "train_state.")
         saved = payload["metadata"]["train_config"]
-        for key in ("arch", "mask", "network", "batch_norm", "seed", "batch_size", "data"):
-            if saved.get(key) != getattr(self.cfg, key):
-                raise TrainingError(f"{self.last_path}: run was started with {key}={saved.get(key)!r}, "
-                                    f"not {getattr(self.cfg, key)!r}; resume with the same settings")
+        ours = {**self.model.config_dict(), **{k: getattr(self.cfg, k) for k in RESUME_MATCH}}
+        theirs = {**payload["config"], **{k: saved.get(k) for k in RESUME_MATCH}}
+        for key in ours:
+            if theirs.get(key) != ours[key]:
+                raise TrainingError(f"{self.last_path}: run was started with {key}={theirs.get(key)!r}, "
+                                    f"not {ours[key]!r}; resume with the same settings")
         self.model.load_state_dict(payload["state_dict"])
         self.previous_stage = payload["metadata"].get("previous_stage")
         ts = payload["train_state"]
@@ -462,8 +503,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
 
 def _option_type(name: str, conv):
     """argparse type: ``conv`` (int, float or str) then :func:`check_value`, one-line errors."""
-    import argparse
-
     def parse(text):
         try:
             return check_value(name, conv(text))
@@ -476,21 +515,18 @@ def _option_type(name: str, conv):
 
 
 def config_from_args(argv: list[str]) -> tuple[TrainConfig, bool]:
-    """Build a :class:`TrainConfig` from ``--field value`` options (every field is one)."""
-    import argparse
-
+    """Build a :class:`TrainConfig` from ``--field value`` options: every field is one, and
+    :data:`FLAT_MODEL_OPTIONS` stand for the fields of its ``model``."""
     p = argparse.ArgumentParser(prog="dcu train", description="Train a DCUnet (see dcu.train).")
-    for f in fields(TrainConfig):
-        if f.name == "extra":
-            continue
-        default = getattr(TrainConfig, f.name, None)
-        if f.type in ("bool", bool):
-            p.add_argument(f"--{f.name.replace('_', '-')}", action=argparse.BooleanOptionalAction,
+    for name, default in [(n, getattr(ModelConfig, n)) for n in FLAT_MODEL_OPTIONS] + \
+            [(f.name, getattr(TrainConfig, f.name)) for f in fields(TrainConfig) if f.name != "model"]:
+        if isinstance(default, bool):
+            p.add_argument(f"--{name.replace('_', '-')}", action=argparse.BooleanOptionalAction,
                            default=default)
-        else:
-            conv = {"int": int, "float": float}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
-            p.add_argument(f"--{f.name.replace('_', '-')}", type=_option_type(f.name, conv),
-                           default=default, help=f"default: {default}")
+            continue
+        conv = type(default) if isinstance(default, (int, float)) else str
+        p.add_argument(f"--{name.replace('_', '-')}", type=_option_type(name, conv),
+                       default=default, help=f"default: {default}")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     args = vars(p.parse_args(argv))
     resume = args.pop("resume")

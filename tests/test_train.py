@@ -106,8 +106,12 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, small_corpus)
 
 def test_resume_refuses_other_settings(tmp_path, small_corpus):
     train(cfg(tmp_path, small_corpus, steps=2), progress=False)
-    with pytest.raises(TrainingError, match="arch"):
+    with pytest.raises(TrainingError, match="arch='tiny', not 'DCUnet-10'"):
         train(cfg(tmp_path, small_corpus, steps=4, arch="DCUnet-10"), resume=True, progress=False)
+    with pytest.raises(TrainingError, match="mask='BDT', not 'UBD'"):
+        train(cfg(tmp_path, small_corpus, steps=4, mask="UBD"), resume=True, progress=False)
+    with pytest.raises(TrainingError, match="seed=0, not 1"):
+        train(cfg(tmp_path, small_corpus, steps=4, seed=1), resume=True, progress=False)
     with pytest.raises(TrainingError, match="nothing to resume"):
         train(cfg(tmp_path, small_corpus, out=str(tmp_path / "none")), resume=True, progress=False)
 
@@ -262,3 +266,30 @@ def test_remix_snrs_option_sets_the_snrs_of_remixed_items(tmp_path, small_corpus
     for bad in ("", "5,loud", "nan"):
         with pytest.raises(ValueError, match="--remix-snrs"):
             make_datasets(TrainConfig(data=str(small_corpus), remix_snrs=bad))
+
+
+def test_the_model_options_stay_flat_and_fill_the_nested_model_config():
+    from dcu.train import config_from_args
+    from dcu.unet import ModelConfig
+
+    c, resume = config_from_args(["--arch", "tiny", "--mask", "UBD", "--network", "real",
+                                  "--batch-norm", "naive", "--resume"])
+    assert resume and c.model == ModelConfig("tiny", "UBD", "real", "naive")
+    assert TrainConfig(arch="tiny", mask="BDSS") == TrainConfig(model=ModelConfig("tiny", "BDSS"))
+    assert TrainConfig().model == ModelConfig()  # the defaults are the model's
+    with pytest.raises(SystemExit):
+        config_from_args(["--model", "tiny"])  # the nested field is not an option itself
+
+
+def test_a_run_saved_with_the_old_flat_config_still_resumes(tmp_path, small_corpus):
+    train(cfg(tmp_path, small_corpus, steps=2), progress=False)
+    last = tmp_path / "run" / "last.pt"
+    ck = torch.load(last, weights_only=True)
+    nested = ck["metadata"]["train_config"]
+    assert nested["model"]["arch"] == "tiny" and "arch" not in nested
+    flat = {**{k: v for k, v in nested.items() if k != "model"}, **nested["model"], "extra": {}}
+    ck["metadata"]["train_config"] = flat  # as runs before the nesting stored it
+    torch.save(ck, last)
+    assert TrainConfig.from_dict(flat) == TrainConfig.from_dict(nested)
+    train(cfg(tmp_path, small_corpus, steps=4), resume=True, progress=False)
+    assert torch.load(last, weights_only=True)["train_state"]["step"] == 4
