@@ -230,13 +230,15 @@ def validate(model: DCUnet, pairs, device) -> dict:
         loss = float(wsdr_loss(noisy, torch.from_numpy(clean).to(device), est))
         e = est.float().cpu().numpy()
         row = {"wsdr": loss, "si_sdr": metrics.si_sdr(clean, e)}
+        # a metric's package missing (a bare GPU box): NaN, and the best checkpoint is chosen by
+        # SI-SDR (_score); metrics.pesq itself returns NaN where PESQ is undefined (no speech)
         try:
             row["stoi"] = metrics.stoi(clean, e)
-        except Exception:  # pystoi missing on a bare GPU box
+        except ImportError:
             row["stoi"] = float("nan")
         try:
             row["pesq"] = metrics.pesq(clean, e)
-        except Exception:
+        except ImportError:
             row["pesq"] = float("nan")
         rows.append(row)
     model.train(was_training)
@@ -252,10 +254,15 @@ def _score(valid: dict) -> float:
 
 
 class Trainer:
-    """Holds a run's state; :meth:`run` trains until ``cfg.steps`` (or ``max_minutes``)."""
+    """Holds a run's state; :meth:`run` trains until ``cfg.steps`` (or ``max_minutes``).
 
-    def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True):
-        self.cfg, self.progress = cfg, progress
+    ``on_step``, if given, is called as ``on_step(trainer)`` after every step, once that step's
+    validation and checkpoint are written (for progress reports, or tests that stop a run).
+    """
+
+    def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True,
+                 on_step=None):
+        self.cfg, self.progress, self.on_step = cfg, progress, on_step
         self.rank, self.world, self.local_rank = _distributed()
         if self.world > 1 and not dist.is_initialized():
             backend = "nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo"
@@ -382,88 +389,101 @@ class Trainer:
             self.batch_in_epoch = 0
 
     def run(self) -> Path:
+        """Train from the current step to ``cfg.steps`` (or until ``max_minutes``); returns the
+        best checkpoint's path (the last one's where no validation has run)."""
         cfg = self.cfg
         train_set, valid_pairs = make_datasets(cfg)
         self.out.mkdir(parents=True, exist_ok=True)
         if self.rank == 0:
             (self.out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
-        start, self._last_save = time.time(), time.time()
-        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {self.model.config.arch}",
-                   disable=not self.progress or self.rank != 0, dynamic_ncols=True)
-        kill_at = int(os.environ.get("DCU_TEST_KILL_AT_STEP", "0"))
-        if self.cfg.init and self.step == 0 and not self.history:
+        self.start = self._last_save = time.time()
+        self.bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {self.model.config.arch}",
+                        disable=not self.progress or self.rank != 0, dynamic_ncols=True)
+        if cfg.init and self.step == 0 and not self.history:
             # Fine-tuning: score the starting weights first, so best.pt is never worse than them.
-            self._validate_and_log(valid_pairs, self.running, start)
+            self._validate_and_log(valid_pairs)
         self.net.train()
         batches = self._batches(train_set)
-        budget_fitted = bool(self.step)
+        self._budget_fitted = bool(self.step)
         while self.step < cfg.steps:
-            noisy, clean = next(batches)
-            noisy, clean = noisy.to(self.device, non_blocking=True), clean.to(self.device, non_blocking=True)
-            for g in self.opt.param_groups:
-                g["lr"] = lr_at(self.step, cfg)
-            est = self.net(noisy)  # the engine runs the U-Net in self.precision; est is float32
-            loss = compute_loss(cfg.loss, noisy, clean, est)
-            if not torch.isfinite(loss):
-                raise TrainingError(f"loss became {loss.item()} at step {self.step}; stopped. The "
-                                    f"last good checkpoint is {self.last_path}; lower --lr and "
-                                    "resume with --resume")
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            # the norm of all gradients, clipped to grad_clip (an infinite limit only measures it)
-            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip or math.inf)
-            if not torch.isfinite(norm):  # stop before the step: NaN must never reach the weights
-                raise TrainingError(f"gradients became {norm.item()} at step {self.step} (the loss "
-                                    f"was finite); stopped before updating. The last good "
-                                    f"checkpoint is {self.last_path}; lower --lr or --grad-clip "
-                                    "and resume with --resume")
-            self.opt.step()
-            self.step += 1
-            self.running.append(loss.item())
-            bar.update(1)
-            if cfg.time_budget_minutes and not budget_fitted:
-                if self.step == 20:
-                    self._t20 = time.time()
-                elif self.step == 40 and hasattr(self, "_t20"):
-                    self._fit_budget(start, bar)
-                    budget_fitted = True
-            bar.set_postfix(loss=f"{np.mean(self.running[-50:]):.4f}")
-            done = self.step >= cfg.steps
-            timed_out = cfg.max_minutes and (time.time() - start) > 60 * cfg.max_minutes
-            if self.step % cfg.valid_every == 0 or done or timed_out:
-                self._validate_and_log(valid_pairs, self.running, start)
-            elif (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0) or \
-                    time.time() - self._last_save > 60 * cfg.checkpoint_minutes:
-                self.save()
-            if kill_at and self.step == kill_at:  # tests: simulate a hard kill (no cleanup)
-                os.kill(os.getpid(), 9)
+            self.train_step(*next(batches))
+            self._fit_budget_when_measured()
+            timed_out = bool(cfg.max_minutes) and time.time() - self.start > 60 * cfg.max_minutes
+            self._validate_or_checkpoint(valid_pairs, force_validation=timed_out)
+            if self.on_step is not None:
+                self.on_step(self)
             if timed_out:
                 break
-        bar.close()
-        if os.environ.get("DCU_TEST_DUMP_RANK_STATE"):  # tests: compare DDP replicas
-            torch.save(self.model.state_dict(), self.out / f"rank{self.rank}.pt")
+        self.bar.close()
         return self.best_path if self.best_path.exists() else self.last_path
 
-    def _fit_budget(self, start: float, bar) -> None:
-        """Set ``steps`` so the run ends within ``time_budget_minutes``.
-
-        The step time is measured over steps 20-40 (after start-up and kernel tuning); four
-        validations are planned and a reserve is kept for them.
-        """
+    def train_step(self, noisy: torch.Tensor, clean: torch.Tensor) -> float:
+        """One optimiser step on a batch; stops with :class:`TrainingError` before a NaN or
+        infinite loss or gradient reaches the weights. Returns the loss."""
         cfg = self.cfg
-        per_step = (time.time() - self._t20) / 20
-        left = 60 * cfg.time_budget_minutes - (time.time() - start) - 4 * cfg.valid_reserve_seconds
-        steps = self.step + max(1, int(0.95 * left / per_step))
-        cfg.steps, cfg.valid_every = steps, max(20, steps // 4)
-        bar.total = steps
-        tqdm.write(f"{per_step:.3f} s/step: training {steps} steps to fit "
-                   f"{cfg.time_budget_minutes} min, validating every {cfg.valid_every}")
+        noisy, clean = noisy.to(self.device, non_blocking=True), clean.to(self.device, non_blocking=True)
+        for g in self.opt.param_groups:
+            g["lr"] = lr_at(self.step, cfg)
+        est = self.net(noisy)  # the engine runs the U-Net in self.precision; est is float32
+        loss = compute_loss(cfg.loss, noisy, clean, est)
+        if not torch.isfinite(loss):
+            raise TrainingError(f"loss became {loss.item()} at step {self.step}; stopped. The "
+                                f"last good checkpoint is {self.last_path}; lower --lr and "
+                                "resume with --resume")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        # the norm of all gradients, clipped to grad_clip (an infinite limit only measures it)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip or math.inf)
+        if not torch.isfinite(norm):  # stop before the step: NaN must never reach the weights
+            raise TrainingError(f"gradients became {norm.item()} at step {self.step} (the loss "
+                                f"was finite); stopped before updating. The last good "
+                                f"checkpoint is {self.last_path}; lower --lr or --grad-clip "
+                                "and resume with --resume")
+        self.opt.step()
+        self.step += 1
+        self.running.append(loss.item())
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{np.mean(self.running[-50:]):.4f}")
+        return self.running[-1]
 
-    def _validate_and_log(self, valid_pairs, running, start) -> None:
+    # -- budget, validation schedule, checkpoints -------------------------------------------
+    def _fit_budget_when_measured(self) -> None:
+        """With ``time_budget_minutes``: time steps 20-40 (after start-up and kernel tuning),
+        then set ``steps`` so the run ends within the budget, keeping a reserve for the four
+        validations it plans."""
+        cfg = self.cfg
+        if not cfg.time_budget_minutes or self._budget_fitted:
+            return
+        if self.step == 20:
+            self._t20 = time.time()
+        elif self.step == 40 and hasattr(self, "_t20"):
+            per_step = (time.time() - self._t20) / 20
+            left = (60 * cfg.time_budget_minutes - (time.time() - self.start)
+                    - 4 * cfg.valid_reserve_seconds)
+            steps = self.step + max(1, int(0.95 * left / per_step))
+            cfg.steps, cfg.valid_every = steps, max(20, steps // 4)
+            self.bar.total = steps
+            self._budget_fitted = True
+            tqdm.write(f"{per_step:.3f} s/step: training {steps} steps to fit "
+                       f"{cfg.time_budget_minutes} min, validating every {cfg.valid_every}")
+
+    def _validate_or_checkpoint(self, valid_pairs, force_validation: bool = False) -> None:
+        """Validate (which also checkpoints) every ``valid_every`` steps, at the end and when
+        forced; otherwise checkpoint every ``checkpoint_every`` steps or ``checkpoint_minutes``."""
+        cfg = self.cfg
+        if self.step % cfg.valid_every == 0 or self.step >= cfg.steps or force_validation:
+            self._validate_and_log(valid_pairs)
+        elif (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0) or \
+                time.time() - self._last_save > 60 * cfg.checkpoint_minutes:
+            self.save()
+
+    def _validate_and_log(self, valid_pairs) -> None:
+        """Validate, append a log row, keep ``best.pt`` and write ``last.pt`` and the log."""
         valid = validate(self.model, valid_pairs, self.device) if self.rank == 0 else {}
+        running = self.running
         row = {"step": self.step, "epoch": self.epoch, "lr": lr_at(max(0, self.step - 1), self.cfg),
                "train_loss": float(np.mean(running)) if running else float("nan"),
-               "minutes": (time.time() - start) / 60, **self._tick(), "valid": valid}
+               "minutes": (time.time() - self.start) / 60, **self._tick(), "valid": valid}
         self.running = []  # logged: the checkpoints below start the next interval empty
         self.history.append(row)
         if self.rank == 0:
@@ -491,9 +511,10 @@ def write_log(history: list[dict], out: Path) -> None:
             w.writerows(rows)
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
-    """Train (or resume) a run; returns the path of the best checkpoint."""
-    trainer = Trainer(cfg, resume=resume, progress=progress)
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, on_step=None) -> Path:
+    """Train (or resume) a run; returns the path of the best checkpoint. ``on_step``: see
+    :class:`Trainer`."""
+    trainer = Trainer(cfg, resume=resume, progress=progress, on_step=on_step)
     try:
         return trainer.run()
     finally:

@@ -13,6 +13,7 @@ import dcu.train as train_mod
 from dcu.train import TrainConfig, TrainingError, lr_at, train
 
 ROOT = Path(__file__).resolve().parent.parent
+HOOKED = Path(__file__).resolve().parent / "train_with_hook.py"  # dcu train with a test hook
 
 
 @pytest.fixture(scope="module")
@@ -80,9 +81,8 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, small_corpus)
     straight = subprocess.run([sys.executable, "-m", "dcu", "train", *args, "--out", str(tmp_path / "a")],
                               capture_output=True, text=True, timeout=600)
     assert straight.returncode == 0, straight.stderr[-2000:]
-    env = dict(os.environ, DCU_TEST_KILL_AT_STEP="3")
-    killed = subprocess.run([sys.executable, "-m", "dcu", "train", *args, "--out", str(tmp_path / "b")],
-                            capture_output=True, text=True, timeout=600, env=env)
+    killed = subprocess.run([sys.executable, str(HOOKED), "kill-at", "3", *args, "--out",
+                             str(tmp_path / "b")], capture_output=True, text=True, timeout=600)
     assert killed.returncode != 0  # SIGKILLed mid-run
     assert torch.load(tmp_path / "b" / "last.pt", weights_only=True)["train_state"]["step"] == 3
     # starting again without --resume must not clobber the run
@@ -205,9 +205,9 @@ def test_train_cli_reports_errors_in_one_line(tmp_path):
 
 
 def test_ddp_two_cpu_processes_keep_replicas_identical(tmp_path, small_corpus):
-    env = dict(os.environ, DCU_TEST_DUMP_RANK_STATE="1", OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                        "--master_port", "29517", "-m", "dcu", "train", "--arch", "tiny", "--data",
+                        "--master_port", "29517", str(HOOKED), "dump-state", "--arch", "tiny", "--data",
                         str(small_corpus), "--batch-size", "4", "--steps", "3", "--segment-seconds", "1",
                         "--items-per-file", "2", "--valid-files", "1", "--device", "cpu",
                         "--out", str(tmp_path / "ddp")],
@@ -293,3 +293,36 @@ def test_a_run_saved_with_the_old_flat_config_still_resumes(tmp_path, small_corp
     assert TrainConfig.from_dict(flat) == TrainConfig.from_dict(nested)
     train(cfg(tmp_path, small_corpus, steps=4), resume=True, progress=False)
     assert torch.load(last, weights_only=True)["train_state"]["step"] == 4
+
+
+def test_on_step_sees_every_step_after_its_checkpoint(tmp_path, small_corpus):
+    seen = []
+
+    def on_step(trainer):
+        saved = torch.load(trainer.last_path, weights_only=True)["train_state"]["step"]
+        seen.append((trainer.step, saved))
+
+    train(cfg(tmp_path, small_corpus, steps=3, checkpoint_every=1), progress=False, on_step=on_step)
+    assert seen == [(1, 1), (2, 2), (3, 3)]
+
+
+def test_validation_fails_loudly_on_a_bug_in_a_metric(tmp_path, small_corpus, monkeypatch):
+    """Only a metric's missing package gives NaN; any other failure is not hidden."""
+    from dcu import metrics
+
+    pairs = train_mod.make_datasets(cfg(tmp_path, small_corpus))[1]
+    model = train_mod.DCUnet("tiny")
+
+    def missing(*args):
+        raise ModuleNotFoundError("No module named 'pesq'")
+
+    monkeypatch.setattr(metrics, "pesq", missing)
+    row = train_mod.validate(model, pairs, "cpu")
+    assert row["pesq"] != row["pesq"] and row["si_sdr"] == row["si_sdr"]  # NaN, SI-SDR kept
+
+    def broken(*args):
+        raise ValueError("reference and estimate differ in length")
+
+    monkeypatch.setattr(metrics, "pesq", broken)
+    with pytest.raises(ValueError, match="differ in length"):
+        train_mod.validate(model, pairs, "cpu")
