@@ -21,6 +21,7 @@ Book: book/07_training.ipynb
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import sys
@@ -32,6 +33,7 @@ import torch
 
 from dcu.checkpoint import load
 from dcu.data import list_pairs
+from dcu.enhance import enhance_recording
 from dcu.evaluate import evaluate_pairs
 from dcu.atomic import write_json
 from dcu.train import TrainConfig, Trainer, TrainingError
@@ -223,7 +225,7 @@ def run_grid(out, runs_dir, settings: GridSettings, runs: list[AblationRun] | No
                   "machine": _machine(), "log": _read_log(runs_dir / run.folder),
                   "folder": str(runs_dir / run.folder)}
         for name, pairs in sets.items():
-            record[name] = score(pairs, model.enhance, jobs, progress)
+            record[name] = score(pairs, functools.partial(enhance_recording, model), jobs, progress)
         result["runs"].append(record)
         write_json(out, result)
     return result

@@ -88,6 +88,13 @@ def resample(wav: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
+def fit_length(wav: np.ndarray, n: int) -> np.ndarray:
+    """``wav`` cut or zero-padded at the end to ``n`` samples along its last (time) axis."""
+    if wav.shape[-1] >= n:
+        return wav[..., :n]
+    return np.pad(wav, [(0, 0)] * (wav.ndim - 1) + [(0, n - wav.shape[-1])])
+
+
 def check_audio(path) -> sf._SoundFileInfo:
     """The header of an audio file (``soundfile.info``), checked against the module's limits.
 

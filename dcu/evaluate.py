@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import inspect
 import json
 import math
@@ -26,7 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from dcu.atomic import atomic_write
+from dcu.checkpoint import load
 from dcu.engine import PRECISIONS
+from dcu.enhance import enhance_recording
 from dcu.metrics import METRICS, compute_all
 
 __all__ = ["evaluate_pairs", "summarize", "group_by", "format_table", "write_json",
@@ -82,8 +85,8 @@ def _one_blas_thread():
 
 
 def _in_workers(enhance) -> bool:
-    """Plain module-level functions are sent to the workers; other callables (a model's bound
-    ``enhance``, lambdas, closures) run in the calling process."""
+    """Plain module-level functions are sent to the workers; other callables (a model's
+    :func:`~dcu.enhance.enhance_recording` partial, lambdas, closures) run in the calling process."""
     return enhance is None or (inspect.isfunction(enhance) and "<" not in enhance.__qualname__)
 
 
@@ -96,7 +99,7 @@ def evaluate_pairs(pairs, enhance=None, jobs: int = 2, progress: bool = True,
             (``enhance is None``) or the noisy input to enhance first.
         enhance: ``None`` or a callable ``enhance(noisy, sample_rate) -> enhanced`` mapping a
             (time,) float32 array to one of the same length (e.g. :func:`dcu.baselines.wiener`
-            or a model's ``enhance``).
+            or ``functools.partial(dcu.enhance.enhance_recording, model)``).
         jobs: worker processes for the metrics (1 computes everything in this process).
         progress: show a tqdm progress bar.
         sample_rate: files are read (and resampled if needed) at this rate.
@@ -364,13 +367,9 @@ def evaluate_cli(argv: list[str]) -> int:
             other = {c.stem: e for e, c in PairedFolder(args.clean, args.enhanced).pairs}
             pairs, method = [(k, c, other[k]) for k, c, _ in pairs], f"enhanced {args.enhanced}"
         elif args.model:
-            import dcu
-
-            model = dcu.load(args.model, precision=args.precision)
+            model = load(args.model, precision=args.precision)
             method = f"model {args.model}"
-
-            def enhance(x, sr):
-                return np.asarray(model.enhance(np.asarray(x, dtype=np.float32), sr))
+            enhance = functools.partial(enhance_recording, model)  # runs here, not in workers
         elif args.baseline != "noisy":
             enhance = BASELINES[args.baseline]
         summary, rows = evaluate_pairs(pairs, enhance, jobs=args.jobs, errors=failed)
