@@ -35,6 +35,7 @@ from dcu.checkpoint import load
 from dcu.data import list_pairs
 from dcu.enhance import enhance_recording
 from dcu.evaluate import evaluate_pairs
+from dcu.runlog import read_log
 from dcu.atomic import write_json
 from dcu.train import TrainConfig, Trainer, TrainingError
 from dcu.unet import ModelConfig
@@ -164,9 +165,9 @@ def train_run(run: AblationRun, settings: GridSettings, folder: Path, progress: 
 
 
 def _read_log(folder: Path) -> list:
-    """The run's training log (``log.json``: one row per validation), or [] if absent."""
+    """The run's training log (:func:`dcu.runlog.read_log`), or [] if absent or unreadable."""
     try:
-        return json.loads((folder / "log.json").read_text())
+        return read_log(folder)
     except (OSError, ValueError):
         return []
 

@@ -31,6 +31,7 @@ from dcu.checkpoint import load
 from dcu.engine import PRECISIONS
 from dcu.enhance import enhance_recording
 from dcu.metrics import METRICS, compute_all
+from dcu.stft import SAMPLE_RATE
 
 __all__ = ["evaluate_pairs", "summarize", "group_by", "format_table", "write_json",
            "write_csv", "evaluate_cli"]
@@ -38,7 +39,7 @@ __all__ = ["evaluate_pairs", "summarize", "group_by", "format_table", "write_jso
 TOOL = "dcu evaluate"
 
 
-def _score(name, clean_path, other_path, enhance, est, sample_rate):
+def _score_file(name, clean_path, other_path, enhance, est, sample_rate):
     """Metrics of one file: (row, warning messages).  Runs in a worker process."""
     from dcu.audio import load_audio
 
@@ -91,7 +92,7 @@ def _in_workers(enhance) -> bool:
 
 
 def evaluate_pairs(pairs, enhance=None, jobs: int = 2, progress: bool = True,
-                   sample_rate: int = 16000, errors: list | None = None):
+                   sample_rate: int = SAMPLE_RATE, errors: list | None = None):
     """Score every pair; return ``(summary, rows)``.
 
     Args:
@@ -149,7 +150,7 @@ def evaluate_pairs(pairs, enhance=None, jobs: int = 2, progress: bool = True,
         limits = _one_blas_thread()
         try:
             for i, (name, clean, path) in enumerate(pairs):
-                collect(i, lambda: _score(name, clean, path, enhance, None, sample_rate))
+                collect(i, lambda: _score_file(name, clean, path, enhance, None, sample_rate))
         finally:
             if limits is not None:
                 limits.restore_original_limits()
@@ -160,14 +161,14 @@ def evaluate_pairs(pairs, enhance=None, jobs: int = 2, progress: bool = True,
             pending: dict = {}
             for i, (name, clean, path) in enumerate(pairs):
                 if remote:
-                    fut = pool.submit(_score, name, clean, path, enhance, None, sample_rate)
+                    fut = pool.submit(_score_file, name, clean, path, enhance, None, sample_rate)
                 else:  # enhance here (a model keeps its own threads), score in the workers
                     try:
                         est = enhanced_here(name, path)
                     except Exception as err:
                         collect(i, lambda: _raise(err))
                         continue
-                    fut = pool.submit(_score, name, clean, path, None, est, sample_rate)
+                    fut = pool.submit(_score_file, name, clean, path, None, est, sample_rate)
                 pending[fut] = i
                 if len(pending) >= 4 * jobs:
                     done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -384,7 +385,7 @@ def evaluate_cli(argv: list[str]) -> int:
             for g, s in group_by(rows, table, args.group_by).items():
                 print("\n" + format_table(s, f"{args.group_by} = {g}"))
         meta = {"method": method, "clean": str(args.clean), "noisy": str(args.noisy),
-                "n_files": len(rows), "sample_rate": 16000, "failed": failed}
+                "n_files": len(rows), "sample_rate": SAMPLE_RATE, "failed": failed}
         if args.json:
             write_json(args.json, summary, rows, meta)
         if args.csv:

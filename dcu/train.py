@@ -16,7 +16,6 @@ Book: book/07_training.ipynb
 from __future__ import annotations
 
 import argparse
-import csv
 import functools
 import json
 import math
@@ -35,6 +34,7 @@ from tqdm.auto import tqdm
 from dcu.checkpoint import atomic_torch_save, check_fields, load, make_payload, read_checkpoint
 from dcu.engine import optimize, resolve_precision
 from dcu.losses import compute_loss, wsdr_loss
+from dcu.runlog import write_log
 from dcu.unet import DCUnet, ModelConfig
 
 
@@ -231,7 +231,7 @@ def validate(model: DCUnet, pairs, device) -> dict:
         e = est.float().cpu().numpy()
         row = {"wsdr": loss, "si_sdr": metrics.si_sdr(clean, e)}
         # a metric's package missing (a bare GPU box): NaN, and the best checkpoint is chosen by
-        # SI-SDR (_score); metrics.pesq itself returns NaN where PESQ is undefined (no speech)
+        # SI-SDR (selection_score); metrics.pesq itself returns NaN where PESQ is undefined (no speech)
         try:
             row["stoi"] = metrics.stoi(clean, e)
         except ImportError:
@@ -247,7 +247,7 @@ def validate(model: DCUnet, pairs, device) -> dict:
             ("wsdr", "si_sdr", "stoi", "pesq")}
 
 
-def _score(valid: dict) -> float:
+def selection_score(valid: dict) -> float:
     """Higher is better: validation PESQ, or SI-SDR/10 where PESQ is unavailable."""
     p = valid.get("pesq", float("nan"))
     return p if np.isfinite(p) else valid.get("si_sdr", float("-inf")) / 10.0
@@ -487,7 +487,7 @@ class Trainer:
         self.running = []  # logged: the checkpoints below start the next interval empty
         self.history.append(row)
         if self.rank == 0:
-            score = _score(valid)
+            score = selection_score(valid)
             if score > self.best:
                 self.best = score
                 self.save(self.best_path, valid)
@@ -496,19 +496,6 @@ class Trainer:
             tqdm.write(f"step {self.step}: train {row['train_loss']:.4f} | valid wSDR "
                        f"{valid['wsdr']:.4f} PESQ {valid['pesq']:.3f} STOI {valid['stoi']:.3f} "
                        f"SI-SDR {valid['si_sdr']:.2f} dB")
-
-
-def write_log(history: list[dict], out: Path) -> None:
-    """``log.csv`` (one row per validation) and ``log.json`` in the run folder."""
-    out = Path(out)
-    rows = [{**{k: v for k, v in h.items() if k != "valid"},
-             **{f"valid_{k}": v for k, v in h["valid"].items()}} for h in history]
-    (out / "log.json").write_text(json.dumps(rows, indent=1))
-    if rows:
-        with open(out / "log.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, on_step=None) -> Path:
