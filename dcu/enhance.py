@@ -42,8 +42,10 @@ import torch
 from tqdm.auto import tqdm
 
 from dcu.audio import AudioError, fit_length, load_audio, read_audio, resample, save_audio
-from dcu.batch import SUFFIX, _output_path, find_inputs, plan_outputs
+from dcu import metrics
+from dcu.batch import _output_path, find_inputs, plan_outputs
 from dcu.checkpoint import CheckpointError, load
+from dcu.data import corpus_dir
 from dcu.engine import PRECISIONS
 from dcu.stft import SAMPLE_RATE
 
@@ -211,11 +213,9 @@ def enhance_file(model, src, dst, overwrite: bool = False, chunk_seconds: float 
     summary = {"input": str(src), "output": str(dst), "seconds": wav.shape[-1] / rate,
                "channels": wav.shape[0], "sample_rate": rate}
     if dnsmos:
-        from dcu.metrics import dnsmos as compute_dnsmos
-
         mono_in, mono_out = wav.mean(0), out.mean(0)
-        summary["dnsmos_before"] = compute_dnsmos(mono_in, rate)
-        summary["dnsmos_after"] = compute_dnsmos(mono_out, rate)
+        summary["dnsmos_before"] = metrics.dnsmos(mono_in, rate)
+        summary["dnsmos_after"] = metrics.dnsmos(mono_out, rate)
     return summary
 
 
@@ -310,9 +310,6 @@ def demo_cli(argv: list[str]) -> int:
     p.add_argument("--file", help="test-split file name (default: a 2.5 dB one)")
     p.add_argument("--out", help="where to write the enhanced WAV (default: a temporary folder)")
     args = p.parse_args(argv)
-    from dcu import metrics
-    from dcu.data import corpus_dir
-
     torch.set_flush_denormal(True)
     root = corpus_dir()
     name = args.file or _demo_name(root)

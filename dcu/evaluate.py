@@ -27,7 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from dcu.atomic import atomic_write
+from dcu.audio import AUDIO_EXTENSIONS, load_audio
+from dcu.baselines import BASELINES
 from dcu.checkpoint import load
+from dcu.data import PairedFolder, corpus_dir
 from dcu.engine import PRECISIONS
 from dcu.enhance import enhance_recording
 from dcu.metrics import METRICS, compute_all
@@ -41,8 +44,6 @@ TOOL = "dcu evaluate"
 
 def _score_file(name, clean_path, other_path, enhance, est, sample_rate):
     """Metrics of one file: (row, warning messages).  Runs in a worker process."""
-    from dcu.audio import load_audio
-
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -138,8 +139,6 @@ def evaluate_pairs(pairs, enhance=None, jobs: int = 2, progress: bool = True,
         bar.update(1)
 
     def enhanced_here(name, path):
-        from dcu.audio import load_audio
-
         try:
             return np.asarray(enhance(load_audio(path, sample_rate), sample_rate))
         except Exception as err:
@@ -276,8 +275,6 @@ def plan_outputs(outputs: dict, inputs) -> str | None:
 def unused_entries(folder) -> str | None:
     """A note naming what ``folder`` holds besides the audio files it is scored on (sub-folders,
     other files, hidden ones), or ``None``."""
-    from dcu.audio import AUDIO_EXTENSIONS
-
     skipped = sorted(p.name for p in Path(folder).iterdir() if p.name.startswith(".") or
                      not p.is_file() or p.suffix.lower() not in AUDIO_EXTENSIONS)
     if not skipped:
@@ -351,9 +348,6 @@ def evaluate_cli(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     failed: list = []
     try:
-        from dcu.baselines import BASELINES
-        from dcu.data import PairedFolder
-
         folders = [args.clean, args.noisy, args.enhanced]
         problem = plan_outputs({"json": args.json, "csv": args.csv}, folders)
         if problem:
@@ -379,8 +373,6 @@ def evaluate_cli(argv: list[str]) -> int:
         scored = f"{len(rows)} files" if not failed else f"{len(rows)} of {len(pairs)} files"
         print(format_table(summary, f"{method}: {scored} in {args.clean}"))
         if args.group_by:
-            from dcu.data import corpus_dir
-
             table = args.table or corpus_dir() / "splits" / "test.csv"
             for g, s in group_by(rows, table, args.group_by).items():
                 print("\n" + format_table(s, f"{args.group_by} = {g}"))
