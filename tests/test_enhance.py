@@ -2,7 +2,6 @@
 
 import os
 import re
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -24,14 +23,6 @@ SPEECH = ROOT / "data" / "corpus" / "valid" / "noisy"
 def run_dcu(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "dcu", *map(str, args)], capture_output=True,
                           text=True, cwd=cwd, timeout=600)
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    dcu.save(dcu.DCUnet("tiny"), path)
-    return path
 
 
 @pytest.fixture
