@@ -24,6 +24,7 @@ Book: book/07_training.ipynb
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import platform
@@ -272,19 +273,14 @@ def describe(path_or_name: str | os.PathLike) -> str:
              "validation: " + (", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                          for k, v in meta.get("valid", {}).items()) or "-"),
              f"training state: {'yes (resumable)' if 'train_state' in payload else 'no'}"]
-    skip = {"step", "valid", "train_config", "previous_stage"}
-    lines += [f"{k}: {v}" for k, v in meta.items() if k not in skip]
-    if "train_config" in meta:
-        lines.append("train_config: " + ", ".join(f"{k}={v}" for k, v in meta["train_config"].items()))
-    if "previous_stage" in meta:
-        lines.append(f"previous_stage: step {meta['previous_stage'].get('step', '-')}")
+    # the rest of the metadata, the run's settings and its earlier stage last
+    order = sorted(meta, key=lambda k: (k in ("train_config", "previous_stage"), 0))
+    lines += [f"{k}: {meta[k]}" for k in order if k not in ("step", "valid")]
     return "\n".join(lines)
 
 
 def checkpoint_cli(argv: list[str]) -> int:
     """``dcu checkpoint info FILE`` | ``dcu checkpoint strip IN OUT``."""
-    import argparse  # the command line only
-
     p = argparse.ArgumentParser(prog="dcu checkpoint", description="Inspect or ship checkpoints.")
     sub = p.add_subparsers(dest="action", required=True)
     sub.add_parser("info", help="print config, step, validation and metadata").add_argument("file")

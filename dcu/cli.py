@@ -1,4 +1,4 @@
-"""The ``dcu`` command line: a thin face over the package's modules.
+"""The ``dcu`` command line: a thin face over the package's job modules.
 
     dcu demo                      enhance a shipped noisy recording, print PESQ/STOI before/after
     dcu enhance INPUT... [--model NAME_OR_PATH] [--out DIR] [--dnsmos]
@@ -17,6 +17,8 @@ Conventions: results go to standard output, errors (one line each, naming the fi
 fix) to standard error. Exit status 0 on success, 1 when the work failed, 2 for bad options,
 130 on Ctrl-C. An unexpected exception is reported in one line as well; set ``DCU_DEBUG=1`` to
 see its traceback.
+
+Book: book/09_your_recordings.ipynb (the commands a reader runs on their own files)
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ from dcu.version import __version__
 
 
 def _demo(argv):
-    from dcu import enhance
-    return enhance.demo_cli(argv)
+    from dcu import demo
+    return demo.demo_cli(argv)
 
 
 def _enhance(argv):

@@ -309,7 +309,7 @@ def test_outputs_get_the_umask_permissions(tiny_ckpt, speech_file, tmp_path, cap
 
 
 def test_demo_says_plainly_what_its_numbers_show():
-    from dcu.enhance import describe_change
+    from dcu.demo import describe_change
 
     line = describe_change({"PESQ": 1.80, "STOI": 0.912, "SI-SDR": 5.0},
                            {"PESQ": 2.41, "STOI": 0.909, "SI-SDR": 11.3})

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import dcu.train as train_mod
+import dcu.trainer as trainer_mod
 from dcu.train import TrainConfig, TrainingError, lr_at, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,7 +103,7 @@ def test_resume_refuses_other_settings(tmp_path, small_corpus):
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, small_corpus, monkeypatch):
-    real = train_mod.compute_loss
+    real = trainer_mod.compute_loss
     calls = {"n": 0}
 
     def flaky(*a, **k):
@@ -110,7 +111,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, small_corpu
         loss = real(*a, **k)
         return loss * float("nan") if calls["n"] == 4 else loss
 
-    monkeypatch.setattr(train_mod, "compute_loss", flaky)
+    monkeypatch.setattr(trainer_mod, "compute_loss", flaky)  # the loop's loss
     with pytest.raises(TrainingError, match="step 3.*last.pt"):
         train(cfg(tmp_path, small_corpus, checkpoint_every=1), progress=False)
     ck = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
@@ -133,7 +134,7 @@ class NanGradient(torch.autograd.Function):
 @pytest.mark.parametrize("grad_clip", [5.0, 0.0])
 def test_finite_loss_with_nan_gradients_never_reaches_the_weights(tmp_path, small_corpus,
                                                                   monkeypatch, grad_clip):
-    real = train_mod.compute_loss
+    real = trainer_mod.compute_loss
     calls = {"n": 0}
 
     def flaky(*a, **k):
@@ -141,7 +142,7 @@ def test_finite_loss_with_nan_gradients_never_reaches_the_weights(tmp_path, smal
         loss = real(*a, **k)
         return NanGradient.apply(loss) if calls["n"] == 4 else loss
 
-    monkeypatch.setattr(train_mod, "compute_loss", flaky)
+    monkeypatch.setattr(trainer_mod, "compute_loss", flaky)  # the loop's loss
     with pytest.raises(TrainingError, match="gradients became nan at step 3 .*last.pt"):
         train(cfg(tmp_path, small_corpus, checkpoint_every=1, grad_clip=grad_clip), progress=False)
     ck = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
