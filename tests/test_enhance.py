@@ -63,6 +63,7 @@ def test_enhanced_channels_are_processed_separately(tiny_ckpt, speech_file, tmp_
     assert np.abs(one - y[:, 1]).max() < 2e-4
 
 
+@pytest.mark.slow  # > ~13 s on the 2 shared cores (pytest --durations)
 def test_beside_input_never_overwrites(tiny_ckpt, speech_file):
     before = speech_file.read_bytes()
     r = run_dcu("enhance", speech_file, "--model", tiny_ckpt)
@@ -117,6 +118,7 @@ def test_find_inputs_pairs_folders_and_files(tmp_path):
     assert errors == []
 
 
+@pytest.mark.slow  # > ~13 s on the 2 shared cores (pytest --durations)
 def test_ten_minute_file_stays_under_2gb(tiny_ckpt, tmp_path):
     """A 10-minute 16 kHz recording through `dcu enhance`: bounded memory (chunked)."""
     rng = np.random.default_rng(0)
@@ -132,6 +134,7 @@ def test_ten_minute_file_stays_under_2gb(tiny_ckpt, tmp_path):
     assert sf.info(tmp_path / "o" / "long.flac").frames == 16000 * 600
 
 
+@pytest.mark.slow  # > ~13 s on the 2 shared cores (pytest --durations)
 def test_dnsmos_flag_prints_before_and_after(tiny_ckpt, speech_file, tmp_path):
     r = run_dcu("enhance", speech_file, "--model", tiny_ckpt, "--out", tmp_path / "o", "--dnsmos")
     assert r.returncode == 0, r.stdout + r.stderr

@@ -60,6 +60,7 @@ def _weights(path):
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
 
+@pytest.mark.slow  # > ~13 s on the 2 shared cores (pytest --durations)
 def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, small_corpus):
     args = ["--arch", "tiny", "--data", str(small_corpus), "--batch-size", "4", "--steps", "7",
             "--segment-seconds", "1", "--items-per-file", "2", "--valid-every", "1000",
@@ -190,6 +191,7 @@ def test_train_cli_reports_errors_in_one_line(tmp_path):
     assert r.returncode == 1 and "nowhere" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow  # > ~13 s on the 2 shared cores (pytest --durations)
 def test_ddp_two_cpu_processes_keep_replicas_identical(tmp_path, small_corpus):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
