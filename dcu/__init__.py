@@ -9,20 +9,23 @@ The package mirrors the book: one module per idea.
 - :mod:`dcu.architectures`, :mod:`dcu.unet`  the DCUnet family (chapter 6)
 - :mod:`dcu.engine`      the same network made fast from outside: stacked and Gauss
   convolutions, fused batch norm, folding, bfloat16 (chapters 3 and 6)
-- :mod:`dcu.checkpoint`  :func:`save` and :func:`load`
+- :mod:`dcu.checkpoint`  :func:`save` and :func:`load`, the one owner of the saved format
 - :mod:`dcu.audio`, :mod:`dcu.data`, :mod:`dcu.download`  audio I/O, mixing, datasets, the
   full VoiceBank+DEMAND download
 - :mod:`dcu.metrics`, :mod:`dcu.composite`, :mod:`dcu.baselines`, :mod:`dcu.evaluate`
-  evaluation (chapter 8)
-- :mod:`dcu.ablation`  the mask x loss and complex vs real experiments (chapter 7)
-- :mod:`dcu.train`, :mod:`dcu.enhance`, :mod:`dcu.bench` (+ :mod:`dcu.measure`), :mod:`dcu.export`  training,
-  enhancement, speed, ONNX export
-- :mod:`dcu.plots`  the book's figures
+  (+ :mod:`dcu.results`)  evaluation (chapter 8)
+- :mod:`dcu.train` (+ :mod:`dcu.trainer`, :mod:`dcu.trainstate`, :mod:`dcu.runlog`)  training
+  (chapter 7); :mod:`dcu.ablation`  the mask x loss and complex vs real experiments (chapter 7)
+- :mod:`dcu.enhance` (+ :mod:`dcu.batch`), :mod:`dcu.demo`, :mod:`dcu.bench` (+ :mod:`dcu.measure`),
+  :mod:`dcu.export`  enhancement, the demo, speed, ONNX export
+- :mod:`dcu.plots`  the book's figures; :mod:`dcu.cli`  the ``dcu`` command
+
+Dependencies point one way (tests/test_layout.py): signal -> layers -> model -> engine -> store
+-> data/metrics -> jobs -> CLI.
 """
 
-__version__ = "0.1.0"
-
-from dcu.unet import DCUnet  # noqa: E402
-from dcu.checkpoint import save, load  # noqa: E402
+from dcu.version import __version__
+from dcu.unet import DCUnet
+from dcu.checkpoint import save, load
 
 __all__ = ["DCUnet", "save", "load", "__version__"]

@@ -21,6 +21,7 @@ Book: book/07_training.ipynb
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import sys
@@ -32,9 +33,12 @@ import torch
 
 from dcu.checkpoint import load
 from dcu.data import list_pairs
+from dcu.enhance import enhance_recording
 from dcu.evaluate import evaluate_pairs
+from dcu.runlog import read_log
 from dcu.atomic import write_json
 from dcu.train import TrainConfig, Trainer, TrainingError
+from dcu.unet import ModelConfig
 
 __all__ = ["AblationRun", "GridSettings", "GRIDS", "run_grid", "ablation_cli"]
 
@@ -141,8 +145,8 @@ def score(pairs, enhance, jobs: int, progress: bool) -> dict:
 def train_config(run: AblationRun, settings: GridSettings, folder: Path) -> TrainConfig:
     """The ``dcu train`` configuration of one run."""
     s = settings
-    return TrainConfig(arch=s.arch, mask=run.mask, loss=run.loss, network=run.network,
-                       seed=run.seed, steps=s.steps, batch_size=s.batch_size,
+    return TrainConfig(model=ModelConfig(s.arch, mask=run.mask, network=run.network),
+                       loss=run.loss, seed=run.seed, steps=s.steps, batch_size=s.batch_size,
                        segment_seconds=s.segment_seconds, lr=s.lr, warmup_steps=s.warmup_steps,
                        valid_every=s.valid_every, valid_files=s.valid_files,
                        precision=s.precision, data=s.data, checkpoint_minutes=3.0,
@@ -161,9 +165,9 @@ def train_run(run: AblationRun, settings: GridSettings, folder: Path, progress: 
 
 
 def _read_log(folder: Path) -> list:
-    """The run's training log (``log.json``: one row per validation), or [] if absent."""
+    """The run's training log (:func:`dcu.runlog.read_log`), or [] if absent or unreadable."""
     try:
-        return json.loads((folder / "log.json").read_text())
+        return read_log(folder)
     except (OSError, ValueError):
         return []
 
@@ -222,7 +226,7 @@ def run_grid(out, runs_dir, settings: GridSettings, runs: list[AblationRun] | No
                   "machine": _machine(), "log": _read_log(runs_dir / run.folder),
                   "folder": str(runs_dir / run.folder)}
         for name, pairs in sets.items():
-            record[name] = score(pairs, model.enhance, jobs, progress)
+            record[name] = score(pairs, functools.partial(enhance_recording, model), jobs, progress)
         result["runs"].append(record)
         write_json(out, result)
     return result

@@ -44,6 +44,15 @@ class Architecture:
         """Product of the time strides: ``(frames - 1)`` must be divisible by it."""
         return math.prod(stride[1] for *_, stride in self.encoders)
 
+    def feature_sizes(self, bins: int, frames: int) -> list[tuple[int, int]]:
+        """(bins, frames) of the input and of each encoder's output, for a ``(bins, frames)``
+        spectrogram on the frame grid: ``n -> (n - 1) // stride + 1`` per axis (padding
+        ``kernel // 2``). Decoders restore them in reverse order."""
+        sizes = [(bins, frames)]
+        for *_, stride in self.encoders:
+            sizes.append(tuple((n - 1) // s + 1 for n, s in zip(sizes[-1], stride)))
+        return sizes
+
 
 def _mirror(encoders, decoder_out=None, last_in=None) -> tuple[Layer, ...]:
     """Decoders that mirror ``encoders`` (used to write the table compactly, checked by tests)."""

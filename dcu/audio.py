@@ -29,6 +29,7 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 from dcu.atomic import atomic_write
+from dcu.stft import SAMPLE_RATE
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -88,6 +89,20 @@ def resample(wav: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
+def as_numpy(x) -> np.ndarray:
+    """``x`` (a numpy array, a list, or a torch tensor on any device) as a numpy array."""
+    if hasattr(x, "detach"):  # a torch tensor, recognised without importing torch
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def fit_length(wav: np.ndarray, n: int) -> np.ndarray:
+    """``wav`` cut or zero-padded at the end to ``n`` samples along its last (time) axis."""
+    if wav.shape[-1] >= n:
+        return wav[..., :n]
+    return np.pad(wav, [(0, 0)] * (wav.ndim - 1) + [(0, n - wav.shape[-1])])
+
+
 def check_audio(path) -> sf._SoundFileInfo:
     """The header of an audio file (``soundfile.info``), checked against the module's limits.
 
@@ -113,7 +128,7 @@ def check_audio(path) -> sf._SoundFileInfo:
     rate, channels, frames = int(info.samplerate), int(info.channels), int(info.frames)
     if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
         raise AudioError(f"{path}: sample rate {rate} Hz is outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz "
-                         "(a damaged header?); convert it, e.g. `ffmpeg -i in -ar 16000 out.wav`")
+                         f"(a damaged header?); convert it, e.g. `ffmpeg -i in -ar {SAMPLE_RATE} out.wav`")
     if not 1 <= channels <= MAX_CHANNELS:
         raise AudioError(f"{path}: {channels} channels; dcu reads 1 to {MAX_CHANNELS} "
                          "(a damaged header?); extract the channels you need with ffmpeg or sox")
@@ -127,7 +142,7 @@ def check_audio(path) -> sf._SoundFileInfo:
 def _unreadable(path, err) -> AudioError:
     reason = str(err).splitlines()[0] if str(err) else type(err).__name__
     return AudioError(f"{path}: cannot be read as audio ({reason}); convert it to WAV or FLAC "
-                      "(e.g. `ffmpeg -i in.xxx -ar 16000 out.wav`)")
+                      f"(e.g. `ffmpeg -i in.xxx -ar {SAMPLE_RATE} out.wav`)")
 
 
 def read_audio(path) -> tuple[np.ndarray, int]:
@@ -168,7 +183,7 @@ def read_audio(path) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(data.T), rate
 
 
-def load_audio(path, sample_rate: int | None = 16000, mono: bool = True) -> np.ndarray:
+def load_audio(path, sample_rate: int | None = SAMPLE_RATE, mono: bool = True) -> np.ndarray:
     """Read an audio file as float32 in [-1, 1], resampled to ``sample_rate``.
 
     Args:

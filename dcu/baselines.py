@@ -15,13 +15,14 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import istft, stft
 
+from dcu.audio import as_numpy, fit_length
+from dcu.stft import SAMPLE_RATE
+
 __all__ = ["wiener", "spectral_gating", "identity", "BASELINES"]
 
 
 def _as_mono(noisy) -> np.ndarray:
-    if hasattr(noisy, "detach"):
-        noisy = noisy.detach().cpu().numpy()
-    x = np.asarray(noisy, dtype=np.float64)
+    x = np.asarray(as_numpy(noisy), dtype=np.float64)
     if x.ndim != 1:
         raise ValueError(f"baselines take a 1-D mono signal (time,), got shape {x.shape}")
     if not np.all(np.isfinite(x)):
@@ -29,16 +30,9 @@ def _as_mono(noisy) -> np.ndarray:
     return x
 
 
-def _fit_length(y: np.ndarray, n: int) -> np.ndarray:
-    out = np.zeros(n, dtype=np.float32)
-    m = min(n, y.size)
-    out[:m] = y[:m]
-    return out
-
-
 def wiener(
     noisy,
-    sample_rate: int = 16000,
+    sample_rate: int = SAMPLE_RATE,
     *,
     alpha: float = 0.98,
     noise_seconds: float = 0.12,
@@ -97,10 +91,10 @@ def wiener(
         prev_clean = gain[:, t] ** 2 * gamma
     _, y = istft(gain * spec, sample_rate, window="hann", nperseg=n_win,
                  noverlap=n_win - hop, boundary=True)
-    return _fit_length(y, x.size)
+    return fit_length(y, x.size).astype(np.float32)
 
 
-def spectral_gating(noisy, sample_rate: int = 16000, prop_decrease: float = 0.8,
+def spectral_gating(noisy, sample_rate: int = SAMPLE_RATE, prop_decrease: float = 0.8,
                     **kwargs) -> np.ndarray:
     """Non-stationary spectral gating via ``noisereduce.reduce_noise``.
 
@@ -124,13 +118,13 @@ def spectral_gating(noisy, sample_rate: int = 16000, prop_decrease: float = 0.8,
     with np.errstate(divide="ignore", invalid="ignore"):
         y = noisereduce.reduce_noise(y=x, sr=sample_rate, prop_decrease=prop_decrease,
                                      **kwargs)
-    return _fit_length(np.nan_to_num(np.asarray(y, dtype=np.float64)), x.size)
+    return fit_length(np.nan_to_num(np.asarray(y, dtype=np.float64)), x.size).astype(np.float32)
 
 
-def identity(noisy, sample_rate: int = 16000) -> np.ndarray:
+def identity(noisy, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """The unprocessed input as float32 (the "noisy" row of the paper's table)."""
     x = _as_mono(noisy)
-    return _fit_length(x, x.size)
+    return x.astype(np.float32)
 
 
 #: Name -> enhancer used by ``dcu evaluate --baseline``.

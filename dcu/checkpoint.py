@@ -24,17 +24,20 @@ Book: book/07_training.ipynb
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import platform
+import sys
 from pathlib import Path
 
 import torch
 
-import dcu
 from dcu.engine import optimize
+from dcu.architectures import get_architecture
 from dcu.atomic import atomic_write
 from dcu.unet import DCUnet, ModelConfig
+from dcu.version import __version__
 
 FORMAT = "dcu-checkpoint"
 FORMAT_VERSION = 1
@@ -139,22 +142,36 @@ def check_fields(path, mapping, fields: dict, where: str = "") -> None:
                                   "the file is damaged or was edited")
 
 
+def make_payload(model: DCUnet, metadata: dict | None = None, train_state: dict | None = None,
+                 *, half: bool = False) -> dict:
+    """The one dictionary dcu writes for ``model``: header, config, weights and metadata, plus a
+    training run's ``train_state`` when given (what ``--resume`` needs), with the checksum.
+
+    ``metadata`` is added to what every checkpoint records (dcu, torch and Python versions, the
+    parameter count) and made plain data. ``half=True`` stores floating-point weights as
+    float16. :func:`save` writes it; :class:`dcu.train.Trainer` extends it with its state.
+    """
+    if not isinstance(model, DCUnet):
+        raise TypeError(f"dcu.save expects a dcu.DCUnet, got {type(model).__name__}")
+    state = {k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu())
+             for k, v in model.state_dict().items()}
+    meta = {"dcu_version": __version__, "torch_version": torch.__version__,
+            "python_version": platform.python_version(), "num_parameters": model.num_parameters()}
+    meta.update(metadata or {})
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": model.config_dict(),
+               "state_dict": state, "metadata": _plain(meta)}
+    if train_state is not None:
+        payload["train_state"] = train_state
+    return with_checksum(payload)
+
+
 def save(model: DCUnet, path: str | os.PathLike, *, half: bool = False, **metadata) -> Path:
     """Write ``model`` with its config and ``metadata`` (data, steps, metrics...) to ``path``.
 
     ``half=True`` stores floating-point weights as float16 (half the size; :func:`load` casts
     them back to float32). Returns the path written.
     """
-    if not isinstance(model, DCUnet):
-        raise TypeError(f"dcu.save expects a dcu.DCUnet, got {type(model).__name__}")
-    state = {k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu())
-             for k, v in model.state_dict().items()}
-    meta = {"dcu_version": dcu.__version__, "torch_version": torch.__version__,
-            "python_version": platform.python_version(), "num_parameters": model.num_parameters()}
-    meta.update(metadata)
-    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": model.config_dict(),
-               "state_dict": state, "metadata": _plain(meta)}
-    atomic_torch_save(with_checksum(payload), path)
+    atomic_torch_save(make_payload(model, metadata, half=half), path)
     return Path(path)
 
 
@@ -210,7 +227,6 @@ def load(path_or_name: str | os.PathLike, arch: str | None = None,
     except TypeError as exc:
         raise CheckpointError(f"{path}: checkpoint config is not understood ({exc})") from None
     if arch is not None:
-        from dcu.architectures import get_architecture
         want = get_architecture(arch).name
         if want != config.arch:
             raise CheckpointError(f"{path}: checkpoint holds a {config.arch}, not the requested "
@@ -231,3 +247,53 @@ def load(path_or_name: str | os.PathLike, arch: str | None = None,
     if engine:
         optimize(model, precision)
     return model.to(map_location).eval()
+
+
+def strip(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Write a weights-only copy of the checkpoint ``src`` (a training run's ``best.pt``) to
+    ``dst``: config, weights and metadata without the training state, with a fresh checksum,
+    atomically. ``dst`` is never overwritten. Returns ``dst``."""
+    src, dst = resolve(src), Path(dst)
+    if dst.exists():
+        raise CheckpointError(f"{dst}: already exists; choose another name or delete it first")
+    payload = read_checkpoint(src)
+    payload.pop("train_state", None)
+    atomic_torch_save(with_checksum(payload), dst)
+    return dst
+
+
+def describe(path_or_name: str | os.PathLike) -> str:
+    """What a checkpoint holds, in a few lines: config, step, validation scores, metadata."""
+    path = resolve(path_or_name)
+    payload = read_checkpoint(path)
+    meta = payload["metadata"]
+    lines = [f"{path}: dcu checkpoint (format {payload['format_version']})",
+             "config: " + ", ".join(f"{k}={v}" for k, v in payload["config"].items()),
+             f"step: {meta.get('step', '-')}",
+             "validation: " + (", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                         for k, v in meta.get("valid", {}).items()) or "-"),
+             f"training state: {'yes (resumable)' if 'train_state' in payload else 'no'}"]
+    # the rest of the metadata, the run's settings and its earlier stage last
+    order = sorted(meta, key=lambda k: (k in ("train_config", "previous_stage"), 0))
+    lines += [f"{k}: {meta[k]}" for k in order if k not in ("step", "valid")]
+    return "\n".join(lines)
+
+
+def checkpoint_cli(argv: list[str]) -> int:
+    """``dcu checkpoint info FILE`` | ``dcu checkpoint strip IN OUT``."""
+    p = argparse.ArgumentParser(prog="dcu checkpoint", description="Inspect or ship checkpoints.")
+    sub = p.add_subparsers(dest="action", required=True)
+    sub.add_parser("info", help="print config, step, validation and metadata").add_argument("file")
+    s = sub.add_parser("strip", help="weights-only copy without the training state (never overwrites)")
+    s.add_argument("src", metavar="IN")
+    s.add_argument("dst", metavar="OUT")
+    args = p.parse_args(argv)
+    try:
+        if args.action == "info":
+            print(describe(args.file))
+        else:
+            print(f"wrote {strip(args.src, args.dst)}")
+    except CheckpointError as exc:
+        print(f"dcu checkpoint: error: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,4 +1,4 @@
-"""The ``dcu`` command line: a thin face over the package's modules.
+"""The ``dcu`` command line: a thin face over the package's job modules.
 
     dcu demo                      enhance a shipped noisy recording, print PESQ/STOI before/after
     dcu enhance INPUT... [--model NAME_OR_PATH] [--out DIR] [--dnsmos]
@@ -8,37 +8,97 @@
     dcu data download voicebank | dcu data info
     dcu bench [--arch ...] [--json F]
     dcu export --onnx OUT.onnx [--model NAME_OR_PATH]
+    dcu checkpoint info FILE | dcu checkpoint strip IN OUT
 
-Each subcommand lives in the module that owns the idea and parses its own options.
+Each subcommand lives in the job module that owns the idea (named in :data:`COMMANDS`'s
+functions below) and parses its own options.
 
 Conventions: results go to standard output, errors (one line each, naming the file and the
 fix) to standard error. Exit status 0 on success, 1 when the work failed, 2 for bad options,
 130 on Ctrl-C. An unexpected exception is reported in one line as well; set ``DCU_DEBUG=1`` to
 see its traceback.
+
+Book: book/09_your_recordings.ipynb (the commands a reader runs on their own files)
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 
+from dcu.version import __version__
+
+# Each command is one job module's ``*_cli(argv)``, imported when that command runs (so
+# ``dcu --help`` does not load scipy, soundfile and every job's dependencies).
+
+
+def _demo(argv):
+    from dcu import demo
+    return demo.demo_cli(argv)
+
+
+def _enhance(argv):
+    from dcu import enhance
+    return enhance.enhance_cli(argv)
+
+
+def _evaluate(argv):
+    from dcu import evaluate
+    return evaluate.evaluate_cli(argv)
+
+
+def _train(argv):
+    from dcu import train
+    return train.train_cli(argv)
+
+
+def _plot_log(argv):
+    from dcu import plots
+    return plots.plot_log_cli(argv)
+
+
+def _data(argv):
+    from dcu import download
+    return download.data_cli(argv)
+
+
+def _bench(argv):
+    from dcu import bench
+    return bench.bench_cli(argv)
+
+
+def _export(argv):
+    from dcu import export
+    return export.export_cli(argv)
+
+
+def _ablation(argv):
+    from dcu import ablation
+    return ablation.ablation_cli(argv)
+
+
+def _checkpoint(argv):
+    from dcu import checkpoint
+    return checkpoint.checkpoint_cli(argv)
+
+
 COMMANDS = {
-    "demo": ("dcu.enhance", "demo_cli", "enhance a shipped noisy recording and print metrics"),
-    "enhance": ("dcu.enhance", "enhance_cli", "enhance audio files or folders"),
-    "evaluate": ("dcu.evaluate", "evaluate_cli", "metrics of a model or baseline on paired folders"),
-    "train": ("dcu.train", "train_cli", "train a DCUnet (resumable, torchrun-ready)"),
-    "plot-log": ("dcu.plots", "plot_log_cli", "plot a training run's curves"),
-    "data": ("dcu.download", "data_cli", "download the full corpus, or describe the shipped one"),
-    "bench": ("dcu.bench", "bench_cli", "speed and memory of each architecture"),
-    "export": ("dcu.export", "export_cli", "export a model to ONNX"),
-    "ablation": ("dcu.ablation", "ablation_cli", "rerun the paper's ablations at small scale"),
+    "demo": (_demo, "enhance a shipped noisy recording and print metrics"),
+    "enhance": (_enhance, "enhance audio files or folders"),
+    "evaluate": (_evaluate, "metrics of a model or baseline on paired folders"),
+    "train": (_train, "train a DCUnet (resumable, torchrun-ready)"),
+    "plot-log": (_plot_log, "plot a training run's curves"),
+    "data": (_data, "download the full corpus, or describe the shipped one"),
+    "bench": (_bench, "speed and memory of each architecture"),
+    "export": (_export, "export a model to ONNX"),
+    "ablation": (_ablation, "rerun the paper's ablations at small scale"),
+    "checkpoint": (_checkpoint, "describe a checkpoint, or strip its training state"),
 }
 
 
 def _usage() -> str:
     lines = ["usage: dcu COMMAND [options]   (dcu COMMAND --help for each)", "", "commands:"]
-    lines += [f"  {name:<10} {help_}" for name, (_, _, help_) in COMMANDS.items()]
+    lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
     return "\n".join(lines)
 
 
@@ -48,16 +108,13 @@ def main(argv: list[str] | None = None) -> int:
         print(_usage(), file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
     if argv[0] in ("-V", "--version"):
-        import dcu
-
-        print(f"dcu {dcu.__version__}")
+        print(f"dcu {__version__}")
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"dcu: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    module, func, _ = COMMANDS[name]
-    handler = getattr(importlib.import_module(module), func)
+    handler = COMMANDS[name][0]
     try:
         return int(handler(rest) or 0)
     except KeyboardInterrupt:

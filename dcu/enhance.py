@@ -12,7 +12,7 @@ All output paths are planned before any work (:mod:`dcu.batch`): two inputs with
 would replace an input, an ``--out`` inside an input folder, and existing outputs (unless
 ``--overwrite``) are refused in one line and nothing is written. A folder scan names what it
 passes over. Files are checked against :mod:`dcu.audio`'s limits from their header before being
-read. Long recordings are processed in overlapping chunks (:meth:`dcu.DCUnet.enhance`), so
+read. Long recordings are processed in overlapping chunks (:func:`enhance_recording`), so
 memory stays bounded whatever the length.
 
 Each file is isolated: whatever goes wrong with one (unreadable, out of memory, disk full) is
@@ -20,32 +20,29 @@ reported in one line on standard error naming it, and the others still run. Exit
 every file was enhanced, 1 when anything was refused or failed, 2 for bad options, 130 on
 Ctrl-C (which stops the whole batch).
 
-``dcu demo`` is the README's first command: enhance a shipped noisy recording with the shipped
-DCUnet-20 and print PESQ/STOI/SI-SDR before and after.
-
 Book: book/09_your_recordings.ipynb
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import os
 import sys
-import tempfile
-import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from dcu.audio import AudioError, load_audio, read_audio, save_audio
-from dcu.batch import SUFFIX, _output_path, find_inputs, plan_outputs
-from dcu.checkpoint import CheckpointError, load
+from dcu.audio import AudioError, fit_length, read_audio, resample, save_audio
+from dcu import metrics
+from dcu.batch import _output_path, find_inputs, plan_outputs
+from dcu.checkpoint import load
 from dcu.engine import PRECISIONS
+from dcu.stft import SAMPLE_RATE
 
-__all__ = ["check_chunk_seconds", "demo_cli", "describe_change", "enhance_cli", "enhance_file",
+__all__ = ["check_chunk_seconds", "chunked", "enhance_cli", "enhance_file", "enhance_recording",
            "find_inputs"]
 
 
@@ -69,8 +66,8 @@ def describe_failure(src, exc: BaseException) -> str:
 def check_chunk_seconds(value) -> float:
     """``chunk_seconds`` as a float from 1 to 600 s; ``ValueError`` (one line) otherwise.
 
-    :meth:`dcu.DCUnet.enhance` does not check it: NaN fails deep inside, a tiny or negative
-    value makes thousands of one-hop chunks, a huge one defeats the bounded memory.
+    Checked because NaN fails deep inside, a tiny or negative value makes thousands of one-hop
+    chunks, and a huge one defeats the bounded memory.
     """
     try:
         number = float(value)
@@ -90,6 +87,104 @@ def chunk_seconds_arg(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[1]) from None
 
 
+def check_overlap_seconds(value) -> float:
+    """``overlap_seconds`` as a finite float >= 0; ``ValueError`` (one line) otherwise."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (math.isfinite(number) and number >= 0):
+        raise ValueError(f"overlap_seconds {value!r}: give seconds >= 0 (the default is 1)")
+    return number
+
+
+@torch.inference_mode()
+def enhance_recording(model, audio, sample_rate: int = SAMPLE_RATE, chunk_seconds: float = 10.0,
+                      overlap_seconds: float = 1.0, progress: bool = False):
+    """Enhance a recording at any rate with ``model`` (a :class:`dcu.DCUnet`): numpy or tensor,
+    ``(time,)`` or ``(channels, time)``, each channel on its own.
+
+    Audio is resampled to the model's 16 kHz and back, and processed in overlapping chunks of
+    ``chunk_seconds`` (1 to 600) cross-faded over ``overlap_seconds``, so memory stays bounded
+    for recordings of any length (``progress=True`` shows a bar over the chunks). Returns float32
+    audio of the input's type, shape and rate. The model's train/eval mode is restored.
+    """
+    chunk_seconds, overlap_seconds = check_chunk_seconds(chunk_seconds), \
+        check_overlap_seconds(overlap_seconds)
+    arr = _as_audio(audio)
+    x = resample(arr, sample_rate, SAMPLE_RATE) if sample_rate != SAMPLE_RATE else arr
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        out = chunked(lambda t: model(t.to(device)).cpu(),
+                      torch.from_numpy(np.ascontiguousarray(x)).reshape(-1, x.shape[-1]),
+                      int(chunk_seconds * SAMPLE_RATE), int(overlap_seconds * SAMPLE_RATE),
+                      align=model.architecture.frame_multiple * model.config.hop_length,
+                      progress=progress)
+    finally:
+        model.train(was_training)
+    y = out.numpy().reshape(x.shape)
+    if sample_rate != SAMPLE_RATE:
+        y = fit_length(resample(y, SAMPLE_RATE, sample_rate), arr.shape[-1])
+    y = y.astype(np.float32)
+    return torch.from_numpy(y).to(audio.device) if isinstance(audio, torch.Tensor) else y
+
+
+def _as_audio(audio) -> np.ndarray:
+    """``audio`` (numpy or tensor) as float32 numpy, refused in one line unless it is real
+    floating-point ``(time,)`` or ``(channels, time)`` audio with finite samples."""
+    is_numpy = not isinstance(audio, torch.Tensor)
+    dtype = np.asarray(audio).dtype if is_numpy else audio.dtype
+    if (is_numpy and not np.issubdtype(dtype, np.floating)) or \
+            (not is_numpy and (audio.is_complex() or not audio.is_floating_point())):
+        raise TypeError(f"enhance expects real floating-point audio in [-1, 1], got {dtype}; "
+                        "convert integer PCM with x / 32768")
+    arr = np.asarray(audio, dtype=np.float32) if is_numpy else audio.detach().cpu().float().numpy()
+    if arr.ndim not in (1, 2):
+        raise ValueError(f"enhance expects (time,) or (channels, time) audio, got shape {arr.shape}")
+    if arr.shape[-1] == 0:
+        raise ValueError("enhance got empty audio (0 samples)")
+    if not np.isfinite(arr).all():
+        raise ValueError("enhance got NaN or infinite samples; clean the input first")
+    return arr
+
+
+def chunked(fn, x: torch.Tensor, chunk: int, overlap: int, align: int = 1,
+            progress: bool = False) -> torch.Tensor:
+    """Apply ``fn`` to ``(batch, time)`` audio in chunks cross-faded over ``overlap`` samples.
+
+    Chunks start at multiples of ``align`` samples; with ``align`` = the model's frame multiple
+    times its hop, every chunk sees the same STFT frames and stride grid as the whole signal, so
+    chunking changes the output only near the seams.
+    """
+    n = x.shape[-1]
+    if n <= chunk:
+        return fn(x)
+    chunk = max(align, chunk // align * align)
+    step = max(align, (chunk - min(overlap, chunk // 2)) // align * align)
+    overlap = chunk - step
+    out = torch.zeros_like(x)
+    weight = torch.zeros(n)
+    fade = torch.linspace(0, 1, overlap + 2)[1:-1] if overlap else torch.ones(0)
+    starts = range(0, max(1, n - overlap), step)
+    if progress:
+        starts = tqdm(starts, desc="chunks", unit="chunk", leave=False)
+    for start in starts:
+        end = min(start + chunk, n)
+        seg = fn(x[:, start:end])
+        w = torch.ones(end - start)
+        if start > 0 and overlap:
+            w[:overlap] = fade[: min(overlap, end - start)]
+        if end < n and overlap:
+            w[-overlap:] = torch.minimum(w[-overlap:], fade.flip(0))
+        out[:, start:end] += seg * w
+        weight[start:end] += w
+        if end == n:
+            break
+    return out / weight.clamp_min(1e-8)
+
+
 def enhance_file(model, src, dst, overwrite: bool = False, chunk_seconds: float = 10.0,
                  dnsmos: bool = False) -> dict:
     """Enhance one file into ``dst`` at the input's rate and channel count; returns a summary."""
@@ -100,8 +195,8 @@ def enhance_file(model, src, dst, overwrite: bool = False, chunk_seconds: float 
         raise AudioError(f"{dst}: already exists; delete it, choose another --out, or pass --overwrite")
     chunk_seconds = check_chunk_seconds(chunk_seconds)
     wav, rate = read_audio(src)  # (channels, time) at the file's rate, within dcu's limits
-    out = model.enhance(wav, rate, chunk_seconds=chunk_seconds,
-                        progress=wav.shape[-1] / rate > 6 * chunk_seconds)
+    out = enhance_recording(model, wav, rate, chunk_seconds=chunk_seconds,
+                            progress=wav.shape[-1] / rate > 6 * chunk_seconds)
     try:
         save_audio(dst, out if out.shape[0] > 1 else out[0], rate, overwrite=overwrite)
     except PermissionError:
@@ -111,11 +206,9 @@ def enhance_file(model, src, dst, overwrite: bool = False, chunk_seconds: float 
     summary = {"input": str(src), "output": str(dst), "seconds": wav.shape[-1] / rate,
                "channels": wav.shape[0], "sample_rate": rate}
     if dnsmos:
-        from dcu.metrics import dnsmos as compute_dnsmos
-
         mono_in, mono_out = wav.mean(0), out.mean(0)
-        summary["dnsmos_before"] = compute_dnsmos(mono_in, rate)
-        summary["dnsmos_after"] = compute_dnsmos(mono_out, rate)
+        summary["dnsmos_before"] = metrics.dnsmos(mono_in, rate)
+        summary["dnsmos_after"] = metrics.dnsmos(mono_out, rate)
     return summary
 
 
@@ -181,91 +274,6 @@ def enhance_cli(argv: list[str]) -> int:
                      f"{a['bak']:.2f}   OVRL {b['ovrl']:.2f} -> {a['ovrl']:.2f}")
         tqdm.write(line)
     return 1 if failed else 0
-
-
-# --------------------------------------------------------------------------- the main job
-DEMO_FILE = "p232_023"  # one of the shipped test pairs at 2.5 dB SNR
-
-
-def _demo_name(root: Path) -> str:
-    """A shipped test file at the lowest SNR (falls back to the first test pair)."""
-    table = root / "splits" / "test.csv"
-    if table.exists():
-        with open(table) as f:
-            rows = list(csv.DictReader(f))
-        for key in ("snr", "snr_db", "nominal_snr"):
-            if rows and key in rows[0]:
-                rows.sort(key=lambda r: (float(r[key]), r.get("name", r.get("file", ""))))
-                name = rows[0].get("name") or rows[0].get("file") or rows[0][next(iter(rows[0]))]
-                return Path(name).stem
-    return DEMO_FILE
-
-
-def demo_cli(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="dcu demo", description="Enhance a shipped noisy recording "
-                                "with a shipped model and print its metrics before and after.")
-    p.add_argument("--model", default="dcunet20")
-    p.add_argument("--precision", default="auto", choices=PRECISIONS,
-                   help="auto (bfloat16 where the CPU runs it natively), fp32 or bf16")
-    p.add_argument("--file", help="test-split file name (default: a 2.5 dB one)")
-    p.add_argument("--out", help="where to write the enhanced WAV (default: a temporary folder)")
-    args = p.parse_args(argv)
-    from dcu import metrics
-    from dcu.data import corpus_dir
-
-    torch.set_flush_denormal(True)
-    root = corpus_dir()
-    name = args.file or _demo_name(root)
-    noisy_path = root / "corpus" / "test" / "noisy" / f"{name}.flac"
-    clean_path = root / "corpus" / "test" / "clean" / f"{name}.flac"
-    try:
-        model = load(args.model, precision=args.precision)
-        noisy, clean = load_audio(noisy_path), load_audio(clean_path)
-    except (CheckpointError, AudioError) as exc:
-        print(f"dcu demo: error: {exc}", file=sys.stderr)
-        return 1
-    t = time.perf_counter()
-    enhanced = model.enhance(noisy, 16000)
-    took = time.perf_counter() - t
-    out = Path(args.out) if args.out else Path(tempfile.gettempdir()) / "dcu-demo"
-    try:
-        dst = save_audio(out / f"{name}_{model.config.arch}.wav", enhanced, 16000, overwrite=True)
-    except (AudioError, OSError) as exc:
-        print(f"dcu demo: error: {describe_failure(out, exc)}; choose another --out", file=sys.stderr)
-        return 1
-    print(f"{model.config.arch} ({model.num_parameters() / 1e6:.2f} M parameters, "
-          f"{model.config.mask} mask) enhanced {noisy_path.name} "
-          f"({noisy.size / 16000:.1f} s) in {took:.2f} s")
-    scores = {label: {"PESQ": metrics.pesq(clean, wav), "STOI": metrics.stoi(clean, wav),
-                      "SI-SDR": metrics.si_sdr(clean, wav)}
-              for label, wav in (("noisy", noisy), ("enhanced", enhanced))}
-    print(f"{'':8}{'PESQ':>8}{'STOI':>8}{'SI-SDR':>9}")
-    for label, m in scores.items():
-        print(f"{label:8}{m['PESQ']:8.2f}{m['STOI']:8.3f}{m['SI-SDR']:8.2f} dB")
-    print(describe_change(scores["noisy"], scores["enhanced"]))
-    print(f"wrote {dst}")
-    return 0
-
-
-DEMO_DIGITS = {"PESQ": 2, "STOI": 3, "SI-SDR": 2}  # as printed in the demo's table
-
-
-def describe_change(before: dict, after: dict) -> str:
-    """What the demo's numbers show, in plain words: which metrics the model raised, which it
-    lowered and which it left unchanged, compared at the precision printed (higher is better for
-    all three). A loss is called a loss: STOI 0.912 -> 0.909 reads "lowered STOI (-0.003)"."""
-    verdicts = {"raised": [], "lowered": [], "left unchanged": []}
-    for metric, digits in DEMO_DIGITS.items():
-        delta = round(after[metric], digits) - round(before[metric], digits)
-        step = 10.0 ** -digits
-        text = f"{metric} ({delta:+.{digits}f}{' dB' if metric == 'SI-SDR' else ''})"
-        key = "raised" if delta > step / 2 else "lowered" if delta < -step / 2 else "left unchanged"
-        verdicts[key].append(text if key != "left unchanged" else metric)
-    parts = [f"{verb} {' and '.join(items)}" for verb, items in verdicts.items() if items]
-    line = "On this one file the model " + "; ".join(parts) + "."
-    if verdicts["lowered"]:
-        line += " It made the lowered metric(s) worse than the noisy input."
-    return line + " One file proves little: `dcu evaluate` scores the test set with confidence intervals."
 
 
 if __name__ == "__main__":  # pragma: no cover

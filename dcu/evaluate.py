@@ -12,10 +12,8 @@ value.  Book: book/08_evaluation.ipynb.
 from __future__ import annotations
 
 import argparse
-import csv
+import functools
 import inspect
-import json
-import math
 import multiprocessing
 import os
 import sys
@@ -25,20 +23,24 @@ from pathlib import Path
 
 import numpy as np
 
-from dcu.atomic import atomic_write
+from dcu.audio import AUDIO_EXTENSIONS, load_audio
+from dcu.baselines import BASELINES
+from dcu.checkpoint import load
+from dcu.data import PairedFolder, corpus_dir
 from dcu.engine import PRECISIONS
-from dcu.metrics import METRICS, compute_all
+from dcu.enhance import enhance_recording
+from dcu.metrics import compute_all
+from dcu.results import (TOOL, format_table, group_by, plan_outputs, summarize, write_csv,
+                         write_json)
+from dcu.stft import SAMPLE_RATE
 
 __all__ = ["evaluate_pairs", "summarize", "group_by", "format_table", "write_json",
            "write_csv", "evaluate_cli"]
 
-TOOL = "dcu evaluate"
 
 
-def _score(name, clean_path, other_path, enhance, est, sample_rate):
+def _score_file(name, clean_path, other_path, enhance, est, sample_rate):
     """Metrics of one file: (row, warning messages).  Runs in a worker process."""
-    from dcu.audio import load_audio
-
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -82,13 +84,13 @@ def _one_blas_thread():
 
 
 def _in_workers(enhance) -> bool:
-    """Plain module-level functions are sent to the workers; other callables (a model's bound
-    ``enhance``, lambdas, closures) run in the calling process."""
+    """Plain module-level functions are sent to the workers; other callables (a model's
+    :func:`~dcu.enhance.enhance_recording` partial, lambdas, closures) run in the calling process."""
     return enhance is None or (inspect.isfunction(enhance) and "<" not in enhance.__qualname__)
 
 
 def evaluate_pairs(pairs, enhance=None, jobs: int = 2, progress: bool = True,
-                   sample_rate: int = 16000, errors: list | None = None):
+                   sample_rate: int = SAMPLE_RATE, errors: list | None = None):
     """Score every pair; return ``(summary, rows)``.
 
     Args:
@@ -96,7 +98,7 @@ def evaluate_pairs(pairs, enhance=None, jobs: int = 2, progress: bool = True,
             (``enhance is None``) or the noisy input to enhance first.
         enhance: ``None`` or a callable ``enhance(noisy, sample_rate) -> enhanced`` mapping a
             (time,) float32 array to one of the same length (e.g. :func:`dcu.baselines.wiener`
-            or a model's ``enhance``).
+            or ``functools.partial(dcu.enhance.enhance_recording, model)``).
         jobs: worker processes for the metrics (1 computes everything in this process).
         progress: show a tqdm progress bar.
         sample_rate: files are read (and resampled if needed) at this rate.
@@ -134,8 +136,6 @@ def evaluate_pairs(pairs, enhance=None, jobs: int = 2, progress: bool = True,
         bar.update(1)
 
     def enhanced_here(name, path):
-        from dcu.audio import load_audio
-
         try:
             return np.asarray(enhance(load_audio(path, sample_rate), sample_rate))
         except Exception as err:
@@ -146,7 +146,7 @@ def evaluate_pairs(pairs, enhance=None, jobs: int = 2, progress: bool = True,
         limits = _one_blas_thread()
         try:
             for i, (name, clean, path) in enumerate(pairs):
-                collect(i, lambda: _score(name, clean, path, enhance, None, sample_rate))
+                collect(i, lambda: _score_file(name, clean, path, enhance, None, sample_rate))
         finally:
             if limits is not None:
                 limits.restore_original_limits()
@@ -157,14 +157,14 @@ def evaluate_pairs(pairs, enhance=None, jobs: int = 2, progress: bool = True,
             pending: dict = {}
             for i, (name, clean, path) in enumerate(pairs):
                 if remote:
-                    fut = pool.submit(_score, name, clean, path, enhance, None, sample_rate)
+                    fut = pool.submit(_score_file, name, clean, path, enhance, None, sample_rate)
                 else:  # enhance here (a model keeps its own threads), score in the workers
                     try:
                         est = enhanced_here(name, path)
                     except Exception as err:
                         collect(i, lambda: _raise(err))
                         continue
-                    fut = pool.submit(_score, name, clean, path, None, est, sample_rate)
+                    fut = pool.submit(_score_file, name, clean, path, None, est, sample_rate)
                 pending[fut] = i
                 if len(pending) >= 4 * jobs:
                     done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -177,103 +177,9 @@ def evaluate_pairs(pairs, enhance=None, jobs: int = 2, progress: bool = True,
     return summarize(rows), rows
 
 
-def summarize(rows, metrics=METRICS) -> dict:
-    """Per metric: ``mean``, ``ci95`` (half-width, t-distribution) and ``n`` (finite values)."""
-    from scipy.stats import t
-
-    out = {}
-    for m in metrics:
-        v = np.array([r[m] for r in rows], dtype=np.float64)
-        v = v[np.isfinite(v)]
-        n = int(v.size)
-        mean = float(v.mean()) if n else math.nan
-        ci = float(t.ppf(0.975, n - 1) * v.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
-        out[m] = {"mean": mean, "ci95": ci, "n": n}
-    return out
-
-
-def group_by(rows, table, column: str, key: str = "name") -> dict:
-    """Summaries per value of ``column`` of a CSV ``table`` (e.g. ``snr_bin`` of
-    data/splits/test.csv), joined to ``rows`` on ``key``: ``{value: summary}``."""
-    with open(table, newline="") as fh:
-        lookup = {r[key]: r[column] for r in csv.DictReader(fh)}
-    groups: dict = {}
-    for row in rows:
-        if row["name"] in lookup:
-            groups.setdefault(lookup[row["name"]], []).append(row)
-    def order(value):
-        try:
-            return (0, float(value), "")
-        except ValueError:
-            return (1, 0.0, value)
-
-    return {g: summarize(groups[g]) for g in sorted(groups, key=order)}
-
-
-def format_table(summary: dict, title: str = "") -> str:
-    """The summary as a text table: metric, mean, +-95% CI, n."""
-    lines = [title] if title else []
-    lines.append(f"{'metric':<8}{'mean':>9}{'±95% CI':>10}{'n':>6}")
-    for m, s in summary.items():
-        lines.append(f"{m:<8}{s['mean']:>9.3f}{'±' + format(s['ci95'], '.3f'):>10}{s['n']:>6}")
-    return "\n".join(lines)
-
-
-def _finite(x):
-    """NaN and inf become None (JSON null)."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
-def _ours(path: Path, kind: str) -> bool:
-    """True when an existing file is empty or was written by dcu evaluate."""
-    if path.stat().st_size == 0:
-        return True
-    try:
-        if kind == "json":
-            return json.loads(path.read_text()).get("meta", {}).get("tool") == TOOL
-        with open(path, newline="") as fh:
-            return next(csv.reader(fh), []) == ["name", *METRICS]
-    except (ValueError, AttributeError, UnicodeDecodeError):
-        return False
-
-
-def _write_atomic(path, text: str, kind: str) -> None:
-    path = Path(path)
-    if path.exists() and not _ours(path, kind):
-        raise FileExistsError(f"{path}: exists and was not written by {TOOL}; "
-                              "choose another file name or delete it first")
-    atomic_write(path, lambda tmp: tmp.write_text(text, newline=""))
-
-
-def plan_outputs(outputs: dict, inputs) -> str | None:
-    """Why the result files ``{"json": path or None, "csv": ...}`` cannot be written, in one
-    line, before any scoring; ``None`` when they can. Refused: both options naming one file, a
-    file inside a folder being read (``inputs``), a folder, an existing file that
-    :data:`TOOL` did not write (it only ever replaces its own results)."""
-    given = {kind: Path(p) for kind, p in outputs.items() if p}
-    if len(given) == 2 and given["json"].resolve() == given["csv"].resolve():
-        return f"--json and --csv name the same file {given['json']}; give two names"
-    for kind, path in given.items():
-        where = path.resolve()
-        for folder in inputs:
-            if folder and Path(folder).resolve() in where.parents:
-                return (f"--{kind} {path} lies inside the input folder {folder}; "
-                        "write results outside the folders being read")
-        if path.is_dir():
-            return f"--{kind} {path} is a folder; name a file"
-        if path.exists() and not _ours(path, kind):
-            return (f"{path}: exists and was not written by {TOOL}; choose another file name "
-                    "or delete it first")
-    return None
-
-
 def unused_entries(folder) -> str | None:
     """A note naming what ``folder`` holds besides the audio files it is scored on (sub-folders,
     other files, hidden ones), or ``None``."""
-    from dcu.audio import AUDIO_EXTENSIONS
-
     skipped = sorted(p.name for p in Path(folder).iterdir() if p.name.startswith(".") or
                      not p.is_file() or p.suffix.lower() not in AUDIO_EXTENSIONS)
     if not skipped:
@@ -281,26 +187,6 @@ def unused_entries(folder) -> str | None:
     shown = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")
     return (f"{folder}: skipped {len(skipped)} entries that are not {'/'.join(AUDIO_EXTENSIONS)} "
             f"files at its top level (sub-folders are not read): {shown}")
-
-
-def write_json(path, summary: dict, rows, meta: dict | None = None) -> None:
-    """JSON whose top level maps each metric to its mean, plus ``ci95``, ``n``, ``files`` (the
-    per-file rows) and ``meta``.  Undefined values are ``null``.  Written atomically."""
-    doc = {m: _finite(s["mean"]) for m, s in summary.items()}
-    doc["ci95"] = {m: _finite(s["ci95"]) for m, s in summary.items()}
-    doc["n"] = {m: s["n"] for m, s in summary.items()}
-    doc["files"] = [{k: _finite(v) for k, v in r.items()} for r in rows]
-    doc["meta"] = {"tool": TOOL, **(meta or {})}
-    _write_atomic(path, json.dumps(doc, indent=1) + "\n", "json")
-
-
-def write_csv(path, rows) -> None:
-    """Per-file rows as CSV (columns ``name`` and the metrics; empty cell = undefined)."""
-    lines = [",".join(["name", *METRICS])]
-    for r in rows:
-        cells = ["" if not math.isfinite(r[m]) else repr(float(r[m])) for m in METRICS]
-        lines.append(",".join([r["name"], *cells]))
-    _write_atomic(path, "\n".join(lines) + "\n", "csv")
 
 
 def _jobs(text: str) -> int:
@@ -347,9 +233,6 @@ def evaluate_cli(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     failed: list = []
     try:
-        from dcu.baselines import BASELINES
-        from dcu.data import PairedFolder
-
         folders = [args.clean, args.noisy, args.enhanced]
         problem = plan_outputs({"json": args.json, "csv": args.csv}, folders)
         if problem:
@@ -364,13 +247,9 @@ def evaluate_cli(argv: list[str]) -> int:
             other = {c.stem: e for e, c in PairedFolder(args.clean, args.enhanced).pairs}
             pairs, method = [(k, c, other[k]) for k, c, _ in pairs], f"enhanced {args.enhanced}"
         elif args.model:
-            import dcu
-
-            model = dcu.load(args.model, precision=args.precision)
+            model = load(args.model, precision=args.precision)
             method = f"model {args.model}"
-
-            def enhance(x, sr):
-                return np.asarray(model.enhance(np.asarray(x, dtype=np.float32), sr))
+            enhance = functools.partial(enhance_recording, model)  # runs here, not in workers
         elif args.baseline != "noisy":
             enhance = BASELINES[args.baseline]
         summary, rows = evaluate_pairs(pairs, enhance, jobs=args.jobs, errors=failed)
@@ -379,13 +258,11 @@ def evaluate_cli(argv: list[str]) -> int:
         scored = f"{len(rows)} files" if not failed else f"{len(rows)} of {len(pairs)} files"
         print(format_table(summary, f"{method}: {scored} in {args.clean}"))
         if args.group_by:
-            from dcu.data import corpus_dir
-
             table = args.table or corpus_dir() / "splits" / "test.csv"
             for g, s in group_by(rows, table, args.group_by).items():
                 print("\n" + format_table(s, f"{args.group_by} = {g}"))
         meta = {"method": method, "clean": str(args.clean), "noisy": str(args.noisy),
-                "n_files": len(rows), "sample_rate": 16000, "failed": failed}
+                "n_files": len(rows), "sample_rate": SAMPLE_RATE, "failed": failed}
         if args.json:
             write_json(args.json, summary, rows, meta)
         if args.csv:

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from dcu.atomic import atomic_write
+from dcu.checkpoint import load
 from dcu.engine import optimize
 from dcu.stft import SAMPLE_RATE, compute_stft, filter_in_stft_domain, padded_length
 
@@ -145,8 +146,6 @@ def export_cli(argv: list[str]) -> int:
         p.error(f"{args.onnx} already exists; choose a new file name")
     if args.seconds <= 0:
         p.error("--seconds must be positive")
-    from dcu.checkpoint import load
-
     model = load(args.model)
     start = time.perf_counter()
     export_onnx(model, args.onnx, args.seconds)

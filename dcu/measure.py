@@ -59,15 +59,11 @@ def layer_flops(arch: str, num_samples: int, batch: int = 1) -> list[int]:
     """
     spec = get_architecture(arch)
     frames = padded_length(num_samples, spec.frame_multiple, HOP_LENGTH) // HOP_LENGTH + 1
-    size, sizes, flops = (N_FFT // 2 + 1, frames), [], []
-    for cin, cout, (kf, kt), stride in spec.encoders:
-        sizes.append(size)
-        size = tuple((n - 1) // s + 1 for n, s in zip(size, stride))
-        flops.append(2 * batch * size[0] * size[1] * 4 * cin * cout * kf * kt)
-    for cin, cout, (kf, kt), _ in spec.decoders:
-        flops.append(2 * batch * size[0] * size[1] * 4 * cin * cout * kf * kt)
-        size = sizes.pop()
-    return flops
+    sizes = spec.feature_sizes(N_FFT // 2 + 1, frames)
+    # encoder i writes sizes[i + 1]; decoder j reads sizes[-1 - j] (the encoders' in reverse)
+    pixels = sizes[1:] + sizes[::-1][:len(spec.decoders)]
+    return [2 * batch * f * t * 4 * cin * cout * kf * kt
+            for (cin, cout, (kf, kt), _), (f, t) in zip(spec.encoders + spec.decoders, pixels)]
 
 
 def analytic_forward_flops(arch: str, num_samples: int, batch: int = 1) -> int:

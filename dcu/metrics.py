@@ -16,11 +16,12 @@ book/08_evaluation.ipynb.
 from __future__ import annotations
 
 import warnings
-from math import gcd
 
 import numpy as np
 
 from dcu import composite
+from dcu.audio import as_numpy, resample
+from dcu.stft import SAMPLE_RATE
 
 __all__ = ["METRICS", "pesq", "stoi", "estoi", "si_sdr", "ssnr", "dnsmos", "compute_all"]
 
@@ -30,9 +31,7 @@ METRICS = ("pesq", "csig", "cbak", "covl", "ssnr", "stoi", "estoi", "si_sdr")
 
 def _as_signal(x, name: str) -> np.ndarray:
     """A 1-D float64 numpy copy of ``x`` (numpy array, list or torch tensor)."""
-    if hasattr(x, "detach"):  # torch tensor, without importing torch
-        x = x.detach().cpu().numpy()
-    x = np.asarray(x, dtype=np.float64)
+    x = np.asarray(as_numpy(x), dtype=np.float64)
     if x.ndim == 2 and 1 in x.shape:
         x = x.reshape(-1)
     if x.ndim != 1:
@@ -54,7 +53,7 @@ def _as_pair(ref, est) -> tuple[np.ndarray, np.ndarray]:
     return ref, est
 
 
-def pesq(ref, est, sample_rate: int = 16000) -> float:
+def pesq(ref, est, sample_rate: int = SAMPLE_RATE) -> float:
     """Wide-band PESQ (ITU-T P.862.2 MOS-LQO, range about 1.04-4.64) of ``est`` against ``ref``.
 
     Args:
@@ -69,7 +68,7 @@ def pesq(ref, est, sample_rate: int = 16000) -> float:
     import pesq as pesq_lib
 
     ref, est = _as_pair(ref, est)
-    if sample_rate != 16000:
+    if sample_rate != SAMPLE_RATE:
         raise ValueError(
             f"wide-band PESQ needs 16 kHz audio, got {sample_rate} Hz; resample first "
             "(dcu.audio can do it)"
@@ -97,12 +96,12 @@ def _pystoi(ref, est, sample_rate: int, extended: bool) -> float:
     return float(stoi_lib(ref, est, sample_rate, extended=extended))
 
 
-def stoi(ref, est, sample_rate: int = 16000) -> float:
+def stoi(ref, est, sample_rate: int = SAMPLE_RATE) -> float:
     """Short-time objective intelligibility (Taal et al., 2011), in [0, 1] (1 = identical)."""
     return _pystoi(ref, est, sample_rate, extended=False)
 
 
-def estoi(ref, est, sample_rate: int = 16000) -> float:
+def estoi(ref, est, sample_rate: int = SAMPLE_RATE) -> float:
     """Extended STOI (Jensen & Taal, 2016), about [0, 1] (1 = identical)."""
     return _pystoi(ref, est, sample_rate, extended=True)
 
@@ -133,7 +132,7 @@ def si_sdr(ref, est) -> float:
     return float(10.0 * np.log10((t_energy + eps * e_energy) / (e_energy + eps * t_energy)))
 
 
-def ssnr(ref, est, sample_rate: int = 16000) -> float:
+def ssnr(ref, est, sample_rate: int = SAMPLE_RATE) -> float:
     """Segmental SNR in dB: mean over 30 ms Hann frames (7.5 ms hop) of the frame SNR
     clamped to [-10, 35] dB, as in the composite measures (Hu & Loizou, 2008)."""
     ref, est = _as_pair(ref, est)
@@ -152,24 +151,22 @@ def dnsmos(wav, sample_rate: int) -> dict[str, float]:
         MOS on 1-5, and ``p808`` (the P.808 overall MOS).  Runs offline: the ONNX models ship
         inside the ``speechmos`` wheel.
     """
-    from scipy.signal import resample_poly
-    from speechmos import dnsmos as dnsmos_lib
+    from speechmos import dnsmos as dnsmos_lib  # optional: only dcu enhance --dnsmos needs it
 
     x = _as_signal(wav, "signal")
-    if sample_rate != 16000:
-        g = gcd(int(sample_rate), 16000)
-        x = resample_poly(x, 16000 // g, int(sample_rate) // g)
+    if sample_rate != SAMPLE_RATE:
+        x = resample(x, sample_rate, SAMPLE_RATE)
     peak = float(np.max(np.abs(x)))
     if peak > 1.0:
         warnings.warn(f"signal peaks at {peak:.2f} > 1; scaled to peak 1 for DNSMOS",
                       RuntimeWarning, stacklevel=2)
         x = x / peak
-    out = dnsmos_lib.run(x.astype(np.float32), sr=16000)
+    out = dnsmos_lib.run(x.astype(np.float32), sr=SAMPLE_RATE)
     return {"sig": float(out["sig_mos"]), "bak": float(out["bak_mos"]),
             "ovrl": float(out["ovrl_mos"]), "p808": float(out["p808_mos"])}
 
 
-def compute_all(ref, est, sample_rate: int = 16000) -> dict[str, float]:
+def compute_all(ref, est, sample_rate: int = SAMPLE_RATE) -> dict[str, float]:
     """All eight table metrics of ``est`` against ``ref``: the keys of :data:`METRICS`.
 
     PESQ is computed once and reused by the composites; a NaN PESQ (see :func:`pesq`) makes

@@ -11,15 +11,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
-SAMPLE_RATE = 16000
-
-
-def _np(x) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x)
-
+from dcu.audio import as_numpy
+from dcu.runlog import read_log  # noqa: F401  (the book reads logs from here)
+from dcu.stft import HOP_LENGTH, SAMPLE_RATE, compute_stft
 
 def plot_spectrogram(wav, ax=None, sample_rate: int = SAMPLE_RATE, title: str | None = None,
                      vmin: float = -80.0, colorbar: bool = False):
@@ -27,16 +23,13 @@ def plot_spectrogram(wav, ax=None, sample_rate: int = SAMPLE_RATE, title: str | 
 
     Uses the paper's STFT (1024-sample Hann window, hop 256). Returns the image.
     """
-    import matplotlib.pyplot as plt
-    import torch
-
-    from dcu.stft import compute_stft
+    import matplotlib.pyplot as plt  # matplotlib only where a figure is drawn (start-up time)
 
     ax = ax or plt.gca()
-    spec = compute_stft(torch.as_tensor(_np(wav), dtype=torch.float32)).abs().numpy()
+    spec = compute_stft(torch.as_tensor(as_numpy(wav), dtype=torch.float32)).abs().numpy()
     db = 20 * np.log10(spec / (spec.max() + 1e-12) + 1e-12)
     frames = db.shape[-1]
-    extent = [0, frames * 256 / sample_rate, 0, sample_rate / 2000]
+    extent = [0, frames * HOP_LENGTH / sample_rate, 0, sample_rate / 2000]
     im = ax.imshow(db, origin="lower", aspect="auto", extent=extent, vmin=vmin, vmax=0,
                    cmap="magma")
     ax.set_xlabel("time (s)")
@@ -69,22 +62,7 @@ def audio(wav, sample_rate: int = SAMPLE_RATE):
     """An IPython audio player for a waveform (peak-normalised, as a browser would play it)."""
     from IPython.display import Audio
 
-    return Audio(_np(wav).astype(np.float32), rate=sample_rate, normalize=True)
-
-
-def read_log(path) -> list[dict]:
-    """Rows of a training log: a run folder (its ``log.json``) or a ``log.json``/``.csv`` file."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "log.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no training log here; give a run folder or its log.json")
-    if path.suffix == ".csv":
-        import csv
-
-        with open(path) as f:
-            return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-    return json.loads(path.read_text())
+    return Audio(as_numpy(wav).astype(np.float32), rate=sample_rate, normalize=True)
 
 
 def plot_log(logs: dict, metrics=("train_loss", "valid_wsdr", "valid_si_sdr", "valid_stoi"),

@@ -14,46 +14,51 @@ the validation split, keeping the best checkpoint. The training set, its augment
 defaults give the runs the shipped models came from, and ``data/checkpoints/train_general.sh``
 shows the set that generalizes.
 
+This module holds the run's configuration (:class:`TrainConfig`, ``dcu train``'s options), its
+data (:func:`make_datasets`) and validation (:func:`validate`); the loop itself is
+:mod:`dcu.trainer`, its checkpoints and resume :mod:`dcu.trainstate`.
+
 Book: book/07_training.ipynb
 """
 
 from __future__ import annotations
 
-import csv
+import argparse
+import functools
 import json
 import math
-import os
 import sys
-import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, DistributedSampler
-from tqdm.auto import tqdm
 
-from dcu.checkpoint import (FORMAT, FORMAT_VERSION, _plain, atomic_torch_save, check_fields,
-                            read_checkpoint, with_checksum)
-from dcu.engine import optimize, resolve_precision
-from dcu.losses import compute_loss, wsdr_loss
-from dcu.unet import DCUnet
+from dcu.engine import tune_cpu
+from dcu.losses import wsdr_loss
+from dcu.trainstate import DATA_FIELDS  # noqa: F401 (public here)
+from dcu.trainer import TrainingError, TrainingLoop, lr_at, selection_score  # noqa: F401 (public here)
+from dcu.stft import SAMPLE_RATE
+from dcu.unet import DCUnet, ModelConfig
 
 
-class TrainingError(RuntimeError):
-    """A run that cannot go on (NaN loss, missing data, incompatible resume)."""
+#: The model options ``dcu train`` takes flat (``--arch``, ``--mask``, ``--network``,
+#: ``--batch-norm``), and :class:`TrainConfig` accepts as keywords: fields of :attr:`TrainConfig.model`.
+FLAT_MODEL_OPTIONS = ("arch", "mask", "network", "batch_norm")
 
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run; saved in every checkpoint it writes."""
+    """Everything that defines a training run; saved in every checkpoint it writes.
 
-    arch: str = "DCUnet-20"
-    mask: str = "BDT"
+    The network is :attr:`model`, a :class:`~dcu.unet.ModelConfig` (the config every checkpoint
+    stores to rebuild its model); the rest is how it is trained. ``TrainConfig(arch="tiny",
+    mask="UBD")`` sets fields of :attr:`model`, as ``dcu train --arch tiny --mask UBD`` does.
+    """
+
+    model: ModelConfig = field(default_factory=ModelConfig)
     loss: str = "wSDR"
-    network: str = "complex"
-    batch_norm: str = "complex"
     data: str = "shipped"  # "shipped", "voicebank" (after `dcu data download`) or a folder
     segment_seconds: float = 2.0
     items_per_file: int = 4
@@ -87,11 +92,38 @@ class TrainConfig:
     valid_reserve_seconds: float = 15.0  # time kept for each validation when fitting a budget
     out: str = "runs/dcunet"
     init: str = ""  # fine-tune: start from this checkpoint's weights (path or shipped name)
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        if isinstance(self.model, dict):
+            self.model = ModelConfig(**self.model)
         for name in LIMITS:
             check_value(name, getattr(self, name))
+
+    @classmethod
+    def from_dict(cls, saved: dict) -> "TrainConfig":
+        """The config stored in a checkpoint or ``config.json``: nested (``{"model": {...}}``) or
+        the flat form of runs written before the model config was nested (``{"arch": ...}``);
+        keys this version does not know (``extra``) are dropped."""
+        known = {f.name for f in fields(cls)} | set(FLAT_MODEL_OPTIONS)
+        return cls(**{k: v for k, v in saved.items() if k in known})
+
+
+def _accept_flat_model_options(init):
+    """``TrainConfig(arch=..., mask=..., network=..., batch_norm=...)`` sets those fields of
+    ``model`` (the keywords every run was written with before the model config was nested)."""
+    @functools.wraps(init)
+    def wrapper(self, *args, **kwargs):
+        flat = {k: kwargs.pop(k) for k in FLAT_MODEL_OPTIONS if k in kwargs}
+        if flat:
+            model = kwargs.get("model") or ModelConfig()
+            model = ModelConfig(**model) if isinstance(model, dict) else model
+            kwargs["model"] = replace(model, **flat)
+        init(self, *args, **kwargs)
+
+    return wrapper
+
+
+TrainConfig.__init__ = _accept_flat_model_options(TrainConfig.__init__)
 
 
 #: What each number of :class:`TrainConfig` may be (checked on construction and by ``dcu
@@ -136,17 +168,6 @@ def _parses(text: str, name: str) -> bool:
         return False
 
 
-#: Fields that define the training data and the validation, checked on ``--resume`` like the
-#: model's; a run saved before a field existed counts as having had its default.
-DATA_FIELDS = ("train_pairs", "extra_speech", "speed", "speed_prob", "gain_db", "speech_free_prob",
-               "remix_prob", "remix_snrs", "segment_seconds", "items_per_file", "valid_sets", "select_by")
-
-
-#: Fields of a training checkpoint's ``train_state`` and their types, checked on ``--resume``.
-TRAIN_STATE_FIELDS = {"optimizer": dict, "step": int, "epoch": int, "batch_in_epoch": int,
-                      "best": (int, float), "history": list, "torch_rng": torch.Tensor}
-
-
 def check_value(name: str, value):
     """``value`` if it is allowed for field ``name`` (see :data:`LIMITS`); ValueError otherwise."""
     test, what = LIMITS.get(name, (lambda v: True, ""))
@@ -154,27 +175,6 @@ def check_value(name: str, value):
     if not (finite and test(value)):
         raise ValueError(f"--{name.replace('_', '-')} {value!r}: must be {what}")
     return value
-
-
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up to ``lr``, then cosine decay to ``min_lr`` at ``cfg.steps``."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    t = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
-    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t))
-
-
-def _distributed() -> tuple[int, int, int]:
-    """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) otherwise."""
-    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
-        return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
-    return 0, 1, 0
-
-
-def _device(cfg: TrainConfig, local_rank: int) -> torch.device:
-    if cfg.device == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    return torch.device(cfg.device)
 
 
 def parse_snrs(text: str) -> tuple[float, ...]:
@@ -199,7 +199,7 @@ def make_datasets(cfg: TrainConfig):
 
     src = training_sources(cfg.data, cfg.train_pairs, cfg.extra_speech)
     train = TrainingSet(src["pairs"], src["noises"],
-                        segment=int(cfg.segment_seconds * 16000), items_per_file=cfg.items_per_file,
+                        segment=int(cfg.segment_seconds * SAMPLE_RATE), items_per_file=cfg.items_per_file,
                         remix_prob=cfg.remix_prob, snrs=parse_snrs(cfg.remix_snrs), seed=cfg.seed,
                         progress=False, extra_speech=src["speech"], speech_free_prob=cfg.speech_free_prob,
                         gain_db=parse_range(cfg.gain_db, "gain-db", GAIN_LIMITS),
@@ -256,13 +256,15 @@ def validate(model: DCUnet, pairs, device, select_by: str = "pesq") -> dict:
         loss = float(wsdr_loss(noisy, torch.from_numpy(clean).to(device), est))
         e = est.float().cpu().numpy()
         row = {"wsdr": loss, "si_sdr": metrics.si_sdr(clean, e)}
+        # a metric's package missing (a bare GPU box): NaN, and the best checkpoint is chosen by
+        # SI-SDR (selection_score); metrics.pesq itself returns NaN where PESQ is undefined (no speech)
         try:
             row["stoi"] = metrics.stoi(clean, e)
-        except Exception:  # pystoi missing on a bare GPU box
+        except ImportError:
             row["stoi"] = float("nan")
         try:
             row["pesq"] = metrics.pesq(clean, e)
-        except Exception:
+        except ImportError:
             row["pesq"] = float("nan")
         rows.append(row)
     model.train(was_training)
@@ -271,267 +273,24 @@ def validate(model: DCUnet, pairs, device, select_by: str = "pesq") -> dict:
             ("wsdr", "si_sdr", "stoi", "pesq")}
 
 
-def _score(valid: dict) -> float:
-    """Higher is better: ``valid["score"]`` where :func:`validate` gave one (several sets), else
-    validation PESQ, or SI-SDR/10 where PESQ is unavailable."""
-    if np.isfinite(valid.get("score", float("nan"))):
-        return valid["score"]
-    p = valid.get("pesq", float("nan"))
-    return p if np.isfinite(p) else valid.get("si_sdr", float("-inf")) / 10.0
+class Trainer(TrainingLoop):
+    """The training loop (:class:`dcu.trainer.TrainingLoop`) on :func:`make_datasets`'s data,
+    validated by :func:`validate`. ``Trainer(cfg, resume=False, progress=True, on_step=None)``;
+    ``on_step(trainer)`` is called after every step, once its validation and checkpoint are
+    written."""
 
+    def datasets(self):
+        return make_datasets(self.cfg)
 
-class Trainer:
-    """Holds a run's state; :meth:`run` trains until ``cfg.steps`` (or ``max_minutes``)."""
-
-    def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True):
-        self.cfg, self.progress = cfg, progress
-        self.rank, self.world, self.local_rank = _distributed()
-        if self.world > 1 and not dist.is_initialized():
-            backend = "nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo"
-            dist.init_process_group(backend)
-        self.device = _device(cfg, self.local_rank)
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
-            torch.backends.cudnn.benchmark = True  # fixed training shapes: pick the fastest convs
-        torch.set_flush_denormal(True)
-        self.out = Path(cfg.out)
-        self.last_path, self.best_path = self.out / "last.pt", self.out / "best.pt"
-        torch.manual_seed(cfg.seed)
-        self.precision = resolve_precision(cfg.precision, self.device)
-        self.model = optimize(DCUnet(cfg.arch, mask=cfg.mask, network=cfg.network,
-                                     batch_norm=cfg.batch_norm), self.precision).to(self.device)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
-        self.best, self.history = float("-inf"), []
-        # time spent on this run, summed over every process that worked on it (resumes too)
-        self.clock = {"wall_seconds": 0.0, "cpu_seconds": 0.0}
-        self._clock_mark = (time.time(), time.process_time())
-        self.running = []  # train losses since the last log row (saved, so a resume logs the same)
-        self.previous_stage = None
-        if cfg.init and not resume:
-            from dcu.checkpoint import load
-
-            start = load(cfg.init, arch=cfg.arch)
-            if start.config_dict() != self.model.config_dict():
-                raise TrainingError(f"{cfg.init}: its model config {start.config_dict()} differs "
-                                    f"from this run's {self.model.config_dict()}")
-            self.model.load_state_dict(start.state_dict())
-            # keep how the starting weights were made: a fine-tuned checkpoint tells its history
-            self.previous_stage = {k: start.metadata[k] for k in
-                                   ("train_config", "step", "valid", "previous_stage")
-                                   if k in start.metadata}
-        if resume:
-            self._resume()
-        elif self.last_path.exists():
-            raise TrainingError(f"{self.last_path}: a run already exists here; pass --resume to "
-                                "continue it or choose another --out")
-        self.net = self.model
-        if self.world > 1:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-
-    # -- checkpoints -----------------------------------------------------------------------
-    def _tick(self) -> dict:
-        """Add the time since the last tick to :attr:`clock`; returns it."""
-        now = (time.time(), time.process_time())
-        self.clock["wall_seconds"] += now[0] - self._clock_mark[0]
-        self.clock["cpu_seconds"] += now[1] - self._clock_mark[1]
-        self._clock_mark = now
-        return self.clock
-
-    def _payload(self, valid=None) -> dict:
-        state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-        meta = {"train_config": asdict(self.cfg), "step": self.step, "epoch": self.epoch,
-                "valid": valid or (self.history[-1]["valid"] if self.history else {}),
-                "torch_version": torch.__version__, "num_parameters": self.model.num_parameters(),
-                "precision": self.precision, "clock": dict(self._tick()),
-                "data": self.cfg.data}
-        if self.previous_stage:
-            meta["previous_stage"] = self.previous_stage
-        train_state = {"optimizer": self.opt.state_dict(), "step": self.step, "epoch": self.epoch,
-                       "batch_in_epoch": self.batch_in_epoch, "best": self.best,
-                       "history": _plain(self.history), "torch_rng": torch.get_rng_state(),
-                       "running": [float(v) for v in self.running], "clock": dict(self.clock)}
-        return with_checksum({"format": FORMAT, "format_version": FORMAT_VERSION,
-                              "config": self.model.config_dict(), "state_dict": state,
-                              "metadata": _plain(meta), "train_state": train_state})
-
-    def save(self, path: Path | None = None, valid=None) -> None:
-        if self.rank == 0:
-            atomic_torch_save(self._payload(valid), path or self.last_path)
-        self._last_save = time.time()
-
-    def _resume(self) -> None:
-        if not self.last_path.exists():
-            raise TrainingError(f"{self.last_path}: nothing to resume; start without --resume")
-        payload = read_checkpoint(self.last_path)
-        if "train_state" not in payload:
-            raise TrainingError(f"{self.last_path}: holds a model but no training state (saved by "
-                                "dcu.save, not by dcu train), so there is nothing to resume; to "
-                                f"start from its weights use --init {self.last_path} with another --out")
-        check_fields(self.last_path, payload["metadata"], {"train_config": dict}, "metadata.")
-        check_fields(self.last_path, payload["train_state"], TRAIN_STATE_FIELDS, "train_state.")
-        saved = payload["metadata"]["train_config"]
-        for key in ("arch", "mask", "network", "batch_norm", "seed", "batch_size", "data") + DATA_FIELDS:
-            was = saved.get(key, getattr(TrainConfig, key)) if key in DATA_FIELDS else saved.get(key)
-            if was != getattr(self.cfg, key):
-                raise TrainingError(f"{self.last_path}: run was started with {key}={was!r}, "
-                                    f"not {getattr(self.cfg, key)!r}; resume with the same settings")
-        self.model.load_state_dict(payload["state_dict"])
-        self.previous_stage = payload["metadata"].get("previous_stage")
-        ts = payload["train_state"]
-        self.step, self.epoch, self.batch_in_epoch = ts["step"], ts["epoch"], ts["batch_in_epoch"]
-        self.best, self.history = ts["best"], list(ts["history"])
-        self.clock = dict(ts.get("clock", self.clock))
-        self.running = list(ts.get("running", []))  # losses since the last log row
-        try:
-            self.opt.load_state_dict(ts["optimizer"])
-            torch.set_rng_state(ts["torch_rng"])
-        except (ValueError, RuntimeError, KeyError, TypeError) as exc:
-            raise TrainingError(f"{self.last_path}: its optimiser or RNG state does not fit this "
-                                f"run ({str(exc).splitlines()[0][:120]}); start a new --out") from None
-
-    # -- the loop --------------------------------------------------------------------------
-    def _batches(self, dataset):
-        """Yield batches from the current position, epoch after epoch, deterministically."""
-        cfg = self.cfg
-        while True:
-            dataset.set_epoch(self.epoch)
-            sampler = DistributedSampler(dataset, num_replicas=self.world, rank=self.rank,
-                                         shuffle=True, seed=cfg.seed, drop_last=True)
-            sampler.set_epoch(self.epoch)
-            order = list(sampler)
-            per_rank = cfg.batch_size // self.world if self.world > 1 else cfg.batch_size
-            n_batches = len(order) // per_rank
-            if n_batches == 0:
-                raise TrainingError(f"batch size {cfg.batch_size} is larger than the training set "
-                                    f"({len(dataset)} items)")
-            order = order[self.batch_in_epoch * per_rank: n_batches * per_rank]
-            loader = DataLoader(torch.utils.data.Subset(dataset, order), batch_size=per_rank,
-                                shuffle=False, num_workers=cfg.workers, drop_last=True,
-                                pin_memory=self.device.type == "cuda")
-            for noisy, clean in loader:
-                self.batch_in_epoch += 1  # counted before use, so a checkpoint never repeats it
-                yield noisy, clean
-            self.epoch += 1
-            self.batch_in_epoch = 0
-
-    def run(self) -> Path:
-        cfg = self.cfg
-        train_set, valid_pairs = make_datasets(cfg)
-        self.out.mkdir(parents=True, exist_ok=True)
-        if self.rank == 0:
-            (self.out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
-        start, self._last_save = time.time(), time.time()
-        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {self.model.config.arch}",
-                   disable=not self.progress or self.rank != 0, dynamic_ncols=True)
-        kill_at = int(os.environ.get("DCU_TEST_KILL_AT_STEP", "0"))
-        if self.cfg.init and self.step == 0 and not self.history:
-            # Fine-tuning: score the starting weights first, so best.pt is never worse than them.
-            self._validate_and_log(valid_pairs, self.running, start)
-        self.net.train()
-        batches = self._batches(train_set)
-        budget_fitted = bool(self.step)
-        while self.step < cfg.steps:
-            noisy, clean = next(batches)
-            noisy, clean = noisy.to(self.device, non_blocking=True), clean.to(self.device, non_blocking=True)
-            for g in self.opt.param_groups:
-                g["lr"] = lr_at(self.step, cfg)
-            est = self.net(noisy)  # the engine runs the U-Net in self.precision; est is float32
-            loss = compute_loss(cfg.loss, noisy, clean, est)
-            if not torch.isfinite(loss):
-                raise TrainingError(f"loss became {loss.item()} at step {self.step}; stopped. The "
-                                    f"last good checkpoint is {self.last_path}; lower --lr and "
-                                    "resume with --resume")
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            # the norm of all gradients, clipped to grad_clip (an infinite limit only measures it)
-            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip or math.inf)
-            if not torch.isfinite(norm):  # stop before the step: NaN must never reach the weights
-                raise TrainingError(f"gradients became {norm.item()} at step {self.step} (the loss "
-                                    f"was finite); stopped before updating. The last good "
-                                    f"checkpoint is {self.last_path}; lower --lr or --grad-clip "
-                                    "and resume with --resume")
-            self.opt.step()
-            self.step += 1
-            self.running.append(loss.item())
-            bar.update(1)
-            if cfg.time_budget_minutes and not budget_fitted:
-                if self.step == 20:
-                    self._t20 = time.time()
-                elif self.step == 40 and hasattr(self, "_t20"):
-                    self._fit_budget(start, bar)
-                    budget_fitted = True
-            bar.set_postfix(loss=f"{np.mean(self.running[-50:]):.4f}")
-            done = self.step >= cfg.steps
-            timed_out = cfg.max_minutes and (time.time() - start) > 60 * cfg.max_minutes
-            if self.step % cfg.valid_every == 0 or done or timed_out:
-                self._validate_and_log(valid_pairs, self.running, start)
-            elif (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0) or \
-                    time.time() - self._last_save > 60 * cfg.checkpoint_minutes:
-                self.save()
-            if kill_at and self.step == kill_at:  # tests: simulate a hard kill (no cleanup)
-                os.kill(os.getpid(), 9)
-            if timed_out:
-                break
-        bar.close()
-        if os.environ.get("DCU_TEST_DUMP_RANK_STATE"):  # tests: compare DDP replicas
-            torch.save(self.model.state_dict(), self.out / f"rank{self.rank}.pt")
-        return self.best_path if self.best_path.exists() else self.last_path
-
-    def _fit_budget(self, start: float, bar) -> None:
-        """Set ``steps`` so the run ends within ``time_budget_minutes``.
-
-        The step time is measured over steps 20-40 (after start-up and kernel tuning); four
-        validations are planned and a reserve is kept for them.
-        """
-        cfg = self.cfg
-        per_step = (time.time() - self._t20) / 20
-        left = 60 * cfg.time_budget_minutes - (time.time() - start) - 4 * cfg.valid_reserve_seconds
-        steps = self.step + max(1, int(0.95 * left / per_step))
-        cfg.steps, cfg.valid_every = steps, max(20, steps // 4)
-        bar.total = steps
-        tqdm.write(f"{per_step:.3f} s/step: training {steps} steps to fit "
-                   f"{cfg.time_budget_minutes} min, validating every {cfg.valid_every}")
-
-    def _validate_and_log(self, valid_pairs, running, start) -> None:
+    def score(self, valid_pairs) -> dict:
         several = {"select_by": self.cfg.select_by} if isinstance(valid_pairs, dict) else {}
-        valid = validate(self.model, valid_pairs, self.device, **several) if self.rank == 0 else {}
-        row = {"step": self.step, "epoch": self.epoch, "lr": lr_at(max(0, self.step - 1), self.cfg),
-               "train_loss": float(np.mean(running)) if running else float("nan"),
-               "minutes": (time.time() - start) / 60, **self._tick(), "valid": valid}
-        self.running = []  # logged: the checkpoints below start the next interval empty
-        self.history.append(row)
-        if self.rank == 0:
-            score = _score(valid)
-            if score > self.best:
-                self.best = score
-                self.save(self.best_path, valid)
-            self.save(valid=valid)
-            write_log(self.history, self.out)
-            tqdm.write(f"step {self.step}: train {row['train_loss']:.4f} | valid wSDR "
-                       f"{valid['wsdr']:.4f} PESQ {valid['pesq']:.3f} STOI {valid['stoi']:.3f} "
-                       f"SI-SDR {valid['si_sdr']:.2f} dB" + (f" | score {valid['score']:.4f} ({self.cfg.select_by})"
-                                                           if "score" in valid else ""))
+        return validate(self.model, valid_pairs, self.device, **several)
 
 
-def write_log(history: list[dict], out: Path) -> None:
-    """``log.csv`` (one row per validation) and ``log.json`` in the run folder."""
-    out = Path(out)
-    rows = [{**{k: v for k, v in h.items() if k != "valid"},
-             **{f"valid_{k}": v for k, v in h["valid"].items()}} for h in history]
-    (out / "log.json").write_text(json.dumps(rows, indent=1))
-    if rows:
-        with open(out / "log.csv", "w", newline="") as f:
-            names = list(dict.fromkeys(k for r in rows for k in r))  # every column any row has
-            w = csv.DictWriter(f, fieldnames=names)
-            w.writeheader()
-            w.writerows(rows)
-
-
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
-    """Train (or resume) a run; returns the path of the best checkpoint."""
-    trainer = Trainer(cfg, resume=resume, progress=progress)
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, on_step=None) -> Path:
+    """Train (or resume) a run; returns the path of the best checkpoint. ``on_step``: see
+    :class:`Trainer`."""
+    trainer = Trainer(cfg, resume=resume, progress=progress, on_step=on_step)
     try:
         return trainer.run()
     finally:
@@ -541,8 +300,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
 
 def _option_type(name: str, conv):
     """argparse type: ``conv`` (int, float or str) then :func:`check_value`, one-line errors."""
-    import argparse
-
     def parse(text):
         try:
             return check_value(name, conv(text))
@@ -555,21 +312,18 @@ def _option_type(name: str, conv):
 
 
 def config_from_args(argv: list[str]) -> tuple[TrainConfig, bool]:
-    """Build a :class:`TrainConfig` from ``--field value`` options (every field is one)."""
-    import argparse
-
+    """Build a :class:`TrainConfig` from ``--field value`` options: every field is one, and
+    :data:`FLAT_MODEL_OPTIONS` stand for the fields of its ``model``."""
     p = argparse.ArgumentParser(prog="dcu train", description="Train a DCUnet (see dcu.train).")
-    for f in fields(TrainConfig):
-        if f.name == "extra":
-            continue
-        default = getattr(TrainConfig, f.name, None)
-        if f.type in ("bool", bool):
-            p.add_argument(f"--{f.name.replace('_', '-')}", action=argparse.BooleanOptionalAction,
+    for name, default in [(n, getattr(ModelConfig, n)) for n in FLAT_MODEL_OPTIONS] + \
+            [(f.name, getattr(TrainConfig, f.name)) for f in fields(TrainConfig) if f.name != "model"]:
+        if isinstance(default, bool):
+            p.add_argument(f"--{name.replace('_', '-')}", action=argparse.BooleanOptionalAction,
                            default=default)
-        else:
-            conv = {"int": int, "float": float}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
-            p.add_argument(f"--{f.name.replace('_', '-')}", type=_option_type(f.name, conv),
-                           default=default, help=f"default: {default}")
+            continue
+        conv = type(default) if isinstance(default, (int, float)) else str
+        p.add_argument(f"--{name.replace('_', '-')}", type=_option_type(name, conv),
+                       default=default, help=f"default: {default}")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     args = vars(p.parse_args(argv))
     resume = args.pop("resume")
@@ -579,8 +333,6 @@ def config_from_args(argv: list[str]) -> tuple[TrainConfig, bool]:
 def train_cli(argv: list[str]) -> int:
     cfg, resume = config_from_args(argv)
     if cfg.device == "cpu" or not torch.cuda.is_available():
-        from dcu.engine import tune_cpu
-
         tune_cpu()  # flush denormals, keep freed memory: ~20% faster steps on CPU
     try:
         best = train(cfg, resume=resume)

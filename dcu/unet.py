@@ -15,16 +15,14 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dcu.architectures import Architecture, get_architecture
 from dcu.complex_nn import (BATCH_NORMS, ComplexConv2d, ComplexConvTranspose2d,
                             ComplexLeakyReLU)
 from dcu.masks import MASKS, compute_mask
-from dcu.stft import HOP_LENGTH, N_FFT, SAMPLE_RATE, filter_in_stft_domain
+from dcu.stft import HOP_LENGTH, N_FFT, filter_in_stft_domain
 
 
 @dataclass
@@ -87,8 +85,8 @@ class DCUnet(nn.Module):
         batch_norm: ``"complex"`` (Trabelsi whitening, as in the paper) or ``"naive"``.
 
     ``model(waveform)`` maps ``(batch, time)`` or ``(time,)`` float 16 kHz audio to the
-    enhanced waveform of exactly the same shape; :meth:`enhance` handles other rates, numpy
-    input and long recordings.
+    enhanced waveform of exactly the same shape; :func:`dcu.enhance.enhance_recording` handles
+    other rates, numpy input, channels and long recordings.
     """
 
     def __init__(self, arch: str | Architecture = "DCUnet-20", mask: str = "BDT",
@@ -176,50 +174,6 @@ class DCUnet(nn.Module):
                                     self.config.hop_length)
         return out.squeeze(0) if squeeze else out
 
-    @torch.inference_mode()
-    def enhance(self, waveform, sample_rate: int = SAMPLE_RATE, chunk_seconds: float = 10.0,
-                overlap_seconds: float = 1.0, progress: bool = False):
-        """Enhance audio at any rate; numpy or tensor, ``(time,)`` or ``(channels, time)``.
-
-        Audio is resampled to 16 kHz and back, and processed in overlapping chunks of
-        ``chunk_seconds`` cross-faded over ``overlap_seconds``, so memory stays bounded for
-        recordings of any length (``progress=True`` shows a bar over the chunks). Returns the
-        same type, shape and rate as the input.
-        """
-        from dcu.audio import resample
-
-        is_numpy = not isinstance(waveform, torch.Tensor)
-        dtype = np.asarray(waveform).dtype if is_numpy else waveform.dtype
-        if (is_numpy and not np.issubdtype(dtype, np.floating)) or \
-                (not is_numpy and (waveform.is_complex() or not waveform.is_floating_point())):
-            raise TypeError(f"enhance expects real floating-point audio in [-1, 1], got {dtype}; "
-                            "convert integer PCM with x / 32768")
-        arr = np.asarray(waveform, dtype=np.float32) if is_numpy else \
-            waveform.detach().cpu().float().numpy()
-        if arr.ndim not in (1, 2):
-            raise ValueError(f"enhance expects (time,) or (channels, time) audio, got shape {arr.shape}")
-        if arr.shape[-1] == 0:
-            raise ValueError("enhance got empty audio (0 samples)")
-        if not np.isfinite(arr).all():
-            raise ValueError("enhance got NaN or infinite samples; clean the input first")
-        x = resample(arr, sample_rate, SAMPLE_RATE) if sample_rate != SAMPLE_RATE else arr
-        was_training = self.training
-        self.eval()
-        try:
-            device = next(self.parameters()).device
-            out = _chunked(lambda t: self(t.to(device)).cpu(),
-                           torch.from_numpy(np.ascontiguousarray(x)).reshape(-1, x.shape[-1]),
-                           int(chunk_seconds * SAMPLE_RATE), int(overlap_seconds * SAMPLE_RATE),
-                           align=self.architecture.frame_multiple * self.config.hop_length,
-                           progress=progress)
-        finally:
-            self.train(was_training)
-        y = out.numpy().reshape(x.shape)
-        if sample_rate != SAMPLE_RATE:
-            y = _fit_length(resample(y, SAMPLE_RATE, sample_rate), arr.shape[-1])
-        y = y.astype(np.float32)
-        return y if is_numpy else torch.from_numpy(y).to(waveform.device)
-
     def num_parameters(self) -> int:
         """Number of real trainable parameters."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
@@ -235,7 +189,7 @@ class DCUnet(nn.Module):
 def _check_waveform(x) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"DCUnet expects a torch.Tensor waveform, got {type(x).__name__}; "
-                        "use model.enhance() for numpy arrays")
+                        "use dcu.enhance.enhance_recording() for numpy arrays")
     if x.dim() not in (1, 2):
         raise ValueError(f"DCUnet expects a waveform of shape (batch, time) or (time,), got "
                          f"shape {tuple(x.shape)}")
@@ -246,46 +200,3 @@ def _check_waveform(x) -> torch.Tensor:
     if not torch.isfinite(x).all():
         raise ValueError("DCUnet got NaN or infinite samples in its input waveform")
     return x
-
-
-def _fit_length(y: np.ndarray, n: int) -> np.ndarray:
-    if y.shape[-1] >= n:
-        return y[..., :n]
-    return np.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, n - y.shape[-1])])
-
-
-def _chunked(fn, x: torch.Tensor, chunk: int, overlap: int, align: int = 1,
-             progress: bool = False) -> torch.Tensor:
-    """Apply ``fn`` to ``(batch, time)`` audio in chunks cross-faded over ``overlap`` samples.
-
-    Chunks start at multiples of ``align`` samples; with ``align`` = the model's frame multiple
-    times its hop, every chunk sees the same STFT frames and stride grid as the whole signal, so
-    chunking changes the output only near the seams.
-    """
-    n = x.shape[-1]
-    if n <= chunk:
-        return fn(x)
-    chunk = max(align, chunk // align * align)
-    step = max(align, (chunk - min(overlap, chunk // 2)) // align * align)
-    overlap = chunk - step
-    out = torch.zeros_like(x)
-    weight = torch.zeros(n)
-    fade = torch.linspace(0, 1, overlap + 2)[1:-1] if overlap else torch.ones(0)
-    starts = range(0, max(1, n - overlap), step)
-    if progress:
-        from tqdm.auto import tqdm
-
-        starts = tqdm(starts, desc="chunks", unit="chunk", leave=False)
-    for start in starts:
-        end = min(start + chunk, n)
-        seg = fn(x[:, start:end])
-        w = torch.ones(end - start)
-        if start > 0 and overlap:
-            w[:overlap] = fade[: min(overlap, end - start)]
-        if end < n and overlap:
-            w[-overlap:] = torch.minimum(w[-overlap:], fade.flip(0))
-        out[:, start:end] += seg * w
-        weight[start:end] += w
-        if end == n:
-            break
-    return out / weight.clamp_min(1e-8)

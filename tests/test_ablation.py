@@ -17,19 +17,6 @@ from dcu.train import Trainer
 from dcu.unet import DCUnet
 
 
-@pytest.fixture(scope="module")
-def small_corpus(tmp_path_factory):
-    """A corpus folder with 4 training and 2 validation pairs (links to shipped files)."""
-    root = tmp_path_factory.mktemp("corpus")
-    for split, n in (("train", 4), ("valid", 2)):
-        for side in ("clean", "noisy"):
-            (root / split / side).mkdir(parents=True)
-        for noisy, clean in list_pairs(split)[:n]:
-            (root / split / "noisy" / noisy.name).symlink_to(noisy)
-            (root / split / "clean" / clean.name).symlink_to(clean)
-    return root
-
-
 def quick_settings(corpus, **changes):
     return dataclasses.replace(ablation.GRIDS["quick"], data=str(corpus), **changes)
 

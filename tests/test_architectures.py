@@ -123,3 +123,20 @@ def test_unknown_architecture_errors_clearly():
         get_architecture("DCUnet-12")
     with pytest.raises(ValueError, match="unknown architecture '30'"):
         DCUnet("30")
+
+
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_feature_sizes_are_what_the_encoders_produce(name):
+    """Architecture.feature_sizes (used by dcu.measure's FLOP count) against the real network."""
+    import torch
+
+    model = DCUnet(name).eval()
+    spec = get_architecture(name)
+    frames = 4 * spec.frame_multiple + 1
+    x = model.to_network(torch.zeros(1, 513, frames, dtype=torch.complex64))
+    seen = [tuple(x.shape[-2:])]
+    with torch.no_grad():
+        for encoder in model.encoders:
+            x = encoder(x)
+            seen.append(tuple(x.shape[-2:]))
+    assert spec.feature_sizes(513, frames) == seen

@@ -64,6 +64,7 @@ def test_training_step_trains_and_inference_call_is_pure():
     assert all(torch.equal(after[k], v) for k, v in model.state_dict().items())
 
 
+@pytest.mark.slow  # > ~13 s on the 2 shared cores (pytest --durations)
 def test_peak_training_memory_in_a_child_process():
     mib = measure.peak_training_memory("dcu.bench:build_dcunet", {"arch": "tiny"}, batch=2,
                                      seconds=0.5, steps=1)

@@ -282,3 +282,35 @@ def test_checkpoints_get_the_umask_permissions_and_stale_temporaries_go(tmp_path
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
+
+
+def test_training_payload_has_the_saved_format_and_strip_removes_only_the_training_state(
+        tmp_path, capsys):
+    import platform
+
+    from dcu.checkpoint import atomic_torch_save, make_payload
+    from dcu.cli import main
+
+    model = trained()
+    state = {"optimizer": {"state": {}, "param_groups": []}, "step": 7, "torch_rng": torch.get_rng_state()}
+    payload = make_payload(model, {"step": 7, "valid": {"pesq": 2.25}}, state)
+    assert payload["metadata"]["dcu_version"] == dcu.__version__  # as dcu.save records
+    assert payload["metadata"]["python_version"] == platform.python_version()
+    src, dst = tmp_path / "best.pt", tmp_path / "ship" / "model.pt"
+    atomic_torch_save(payload, src)
+    assert main(["checkpoint", "strip", str(src), str(dst)]) == 0
+    shipped = read_checkpoint(dst)  # checks the fresh checksum too
+    assert "train_state" not in shipped and "train_state" in read_checkpoint(src)
+    assert shipped["metadata"]["step"] == 7 and shipped["config"] == model.config_dict()
+    assert all(torch.equal(shipped["state_dict"][k], v) for k, v in model.state_dict().items())
+    capsys.readouterr()
+    before = dst.read_bytes()
+    assert main(["checkpoint", "strip", str(src), str(dst)]) == 1  # never overwrites
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"dcu checkpoint: error: {dst}: already exists; choose another name or delete "
+                   "it first"] and dst.read_bytes() == before
+    assert main(["checkpoint", "info", str(src)]) == 0
+    out = capsys.readouterr().out
+    assert "arch=tiny" in out and "step: 7" in out and "pesq=2.25" in out and "resumable" in out
+    assert main(["checkpoint", "info", str(tmp_path / "nothing.pt")]) == 1
+    assert "nothing.pt: no such checkpoint" in capsys.readouterr().err

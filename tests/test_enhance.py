@@ -1,7 +1,7 @@
 """dcu enhance / dcu demo: outputs, naming, formats, rates, channels, long files, bad input."""
 
 import os
-import resource
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +12,9 @@ import soundfile as sf
 import torch
 
 import dcu
-from dcu.enhance import enhance_file, find_inputs
+import dcu.enhance
+from dcu.enhance import enhance_file, enhance_recording, find_inputs
+from synthetic import make, randomise_norms, speechlike
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEECH = ROOT / "data" / "corpus" / "valid" / "noisy"
@@ -21,14 +23,6 @@ SPEECH = ROOT / "data" / "corpus" / "valid" / "noisy"
 def run_dcu(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "dcu", *map(str, args)], capture_output=True,
                           text=True, cwd=cwd, timeout=600)
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    dcu.save(dcu.DCUnet("tiny"), path)
-    return path
 
 
 @pytest.fixture
@@ -63,12 +57,13 @@ def test_enhanced_channels_are_processed_separately(tiny_ckpt, speech_file, tmp_
     info = enhance_file(model, speech_file, tmp_path / "o.wav")
     y, rate = sf.read(tmp_path / "o.wav", always_2d=True)
     x, _ = sf.read(speech_file, always_2d=True)
-    one = model.enhance(x[:, 1].astype(np.float32), rate)
+    one = enhance_recording(model, x[:, 1].astype(np.float32), rate)
     assert info["channels"] == 2
     # channel 1 alone gives the same result as inside the stereo file (16-bit rounding aside)
     assert np.abs(one - y[:, 1]).max() < 2e-4
 
 
+@pytest.mark.slow  # > ~13 s on the 2 shared cores (pytest --durations)
 def test_beside_input_never_overwrites(tiny_ckpt, speech_file):
     before = speech_file.read_bytes()
     r = run_dcu("enhance", speech_file, "--model", tiny_ckpt)
@@ -123,6 +118,7 @@ def test_find_inputs_pairs_folders_and_files(tmp_path):
     assert errors == []
 
 
+@pytest.mark.slow  # > ~13 s on the 2 shared cores (pytest --durations)
 def test_ten_minute_file_stays_under_2gb(tiny_ckpt, tmp_path):
     """A 10-minute 16 kHz recording through `dcu enhance`: bounded memory (chunked)."""
     rng = np.random.default_rng(0)
@@ -138,6 +134,7 @@ def test_ten_minute_file_stays_under_2gb(tiny_ckpt, tmp_path):
     assert sf.info(tmp_path / "o" / "long.flac").frames == 16000 * 600
 
 
+@pytest.mark.slow  # > ~13 s on the 2 shared cores (pytest --durations)
 def test_dnsmos_flag_prints_before_and_after(tiny_ckpt, speech_file, tmp_path):
     r = run_dcu("enhance", speech_file, "--model", tiny_ckpt, "--out", tmp_path / "o", "--dnsmos")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -230,18 +227,18 @@ def test_folder_scan_names_what_it_skips(tiny_ckpt, tmp_path, capsys):
 
 def test_any_error_in_one_file_stays_with_that_file(tiny_ckpt, tmp_path, capsys, monkeypatch):
     files = [short_wav(tmp_path / "in" / f"{n}.wav") for n in ("a", "b", "c", "d")]
-    real = dcu.DCUnet.enhance
+    real = dcu.enhance.enhance_recording
     failures = {0: MemoryError(), 1: RuntimeError("CUDA error: device-side assert"),
                 2: OSError(28, "No space left on device")}
     calls = iter(range(10))
 
-    def flaky(self, *a, **k):
+    def flaky(model, *a, **k):
         i = next(calls)
         if i in failures:
             raise failures[i]
-        return real(self, *a, **k)
+        return real(model, *a, **k)
 
-    monkeypatch.setattr(dcu.DCUnet, "enhance", flaky)
+    monkeypatch.setattr(dcu.enhance, "enhance_recording", flaky)
     code, out, err = enhance_here(capsys, *files, "--model", tiny_ckpt, "--out", tmp_path / "o")
     assert code == 1 and len(err) == 3
     for f, e, why in zip(files, err, ("out of memory", "RuntimeError: CUDA", "No space left")):
@@ -253,10 +250,10 @@ def test_any_error_in_one_file_stays_with_that_file(tiny_ckpt, tmp_path, capsys,
 def test_ctrl_c_still_stops_the_batch(tiny_ckpt, tmp_path, capsys, monkeypatch):
     files = [short_wav(tmp_path / "in" / f"{n}.wav") for n in ("a", "b")]
 
-    def interrupted(self, *a, **k):
+    def interrupted(model, *a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(dcu.DCUnet, "enhance", interrupted)
+    monkeypatch.setattr(dcu.enhance, "enhance_recording", interrupted)
     code, _, _ = enhance_here(capsys, *files, "--model", tiny_ckpt, "--out", tmp_path / "o")
     assert code == 130 and not list((tmp_path / "o").iterdir())
 
@@ -315,7 +312,7 @@ def test_outputs_get_the_umask_permissions(tiny_ckpt, speech_file, tmp_path, cap
 
 
 def test_demo_says_plainly_what_its_numbers_show():
-    from dcu.enhance import describe_change
+    from dcu.demo import describe_change
 
     line = describe_change({"PESQ": 1.80, "STOI": 0.912, "SI-SDR": 5.0},
                            {"PESQ": 2.41, "STOI": 0.909, "SI-SDR": 11.3})
@@ -324,3 +321,94 @@ def test_demo_says_plainly_what_its_numbers_show():
     same = describe_change({"PESQ": 2.0, "STOI": 0.9001, "SI-SDR": 5.0},
                            {"PESQ": 2.0, "STOI": 0.9004, "SI-SDR": 4.0})
     assert "left unchanged PESQ and STOI" in same and "lowered SI-SDR (-1.00 dB)" in same
+
+
+# -- enhance_recording: numpy or tensor, any rate, channels, chunks ---------------------------------------------------------------------------------
+
+def test_enhance_numpy_and_tensor_in_kind_out():
+    model = make().eval()
+    x = speechlike(7000)
+    with torch.no_grad():
+        direct = model(x)
+    out = enhance_recording(model, x.numpy())
+    assert isinstance(out, np.ndarray) and out.dtype == np.float32 and out.shape == (7000,)
+    np.testing.assert_allclose(out, direct.numpy(), atol=1e-6)  # 16 kHz and short: no chunking
+    t = enhance_recording(model, x.double())
+    assert isinstance(t, torch.Tensor) and t.shape == (7000,) and not t.requires_grad
+    model.train()
+    enhance_recording(model, x)
+    assert model.training  # the caller's mode is restored
+
+
+@pytest.mark.parametrize("rate,n", [(8000, 4001), (44100, 22051)])
+def test_enhance_other_rates(rate, n):
+    model = make().eval()
+    t = np.arange(n) / rate
+    x = (0.3 * np.sin(2 * np.pi * 300 * t)).astype(np.float32)
+    out = enhance_recording(model, x, sample_rate=rate)
+    assert out.shape == (n,) and out.dtype == np.float32 and np.isfinite(out).all()
+    assert np.abs(out).max() > 0
+    stereo = enhance_recording(model, torch.from_numpy(np.stack([x, 0.5 * x])), rate)
+    assert stereo.shape == (2, n)
+
+
+def test_enhance_stereo_is_per_channel():
+    model = randomise_norms(make()).eval()
+    x = speechlike(9000, batch=2, seed=8).numpy()
+    both = enhance_recording(model, x)
+    assert both.shape == (2, 9000)
+    for c in range(2):
+        np.testing.assert_allclose(both[c], enhance_recording(model, x[c]), atol=1e-5)
+
+
+def test_enhance_long_input_in_chunks():
+    """25 s through the tiny model in 4 s chunks: the length is kept and, because chunk starts
+    lie on the model's frame grid, the output equals the unchunked one except within the tiny
+    model's receptive field of a chunk edge."""
+    model = randomise_norms(make()).eval()
+    x = speechlike(25 * 16000, seed=9).numpy()
+    chunked = enhance_recording(model, x, chunk_seconds=4.0, overlap_seconds=1.0)
+    assert chunked.shape == x.shape and np.isfinite(chunked).all()
+    whole = enhance_recording(model, x, chunk_seconds=30.0)
+    diff = np.abs(chunked - whole)
+    # chunk geometry (see dcu.enhance.chunked): 4 s and 1 s rounded to multiples of 4 * 256 samples
+    block = model.architecture.frame_multiple * 256
+    chunk = 64000 // block * block
+    step = (chunk - 16000) // block * block
+    starts = np.arange(step, x.size, step)
+    edges = np.concatenate([starts, starts - step + chunk])
+    near = np.abs(np.arange(x.size)[:, None] - edges[None, :]).min(axis=1) <= 4096
+    assert diff[~near].max() < 1e-5  # identical away from the seams
+    rms = np.sqrt(np.mean(whole ** 2))
+    assert diff[near].max() < 0.2 * rms  # measured ~0.05 * rms: the cross-fade hides the seams
+    assert np.sqrt(np.mean(diff[near] ** 2)) < 0.02 * rms  # measured ~0.003 * rms
+
+
+@pytest.mark.parametrize("bad,rate,error,message", [
+    (np.zeros((1, 2, 100), dtype=np.float32), 16000, ValueError, r"got shape \(1, 2, 100\)"),
+    (np.zeros(0, dtype=np.float32), 16000, ValueError, "empty audio"),
+    (np.array([0.0, np.inf] * 500), 16000, ValueError, "NaN or infinite"),
+    (np.zeros(1000, dtype=np.int16), 16000, TypeError,
+     r"floating-point audio .* got int16.* / 32768"),
+    (torch.zeros(1000, dtype=torch.int32), 16000, TypeError, "got torch.int32"),
+    (np.ones(1000, dtype=np.complex64), 16000, TypeError, "got complex64"),
+    (torch.ones(1000, dtype=torch.complex64), 16000, TypeError, "got torch.complex64"),
+    (np.zeros(1000, dtype=np.float32), 0, ValueError, "sample rates must be positive"),
+])
+def test_enhance_recording_rejects_bad_input(bad, rate, error, message):
+    with pytest.raises(error, match=message):
+        enhance_recording(make(), bad, rate)
+
+
+
+
+@pytest.mark.parametrize("chunk,overlap,message", [
+    (float("nan"), 1.0, "--chunk-seconds nan: give seconds from 1 to 600"),
+    (0.5, 1.0, "--chunk-seconds 0.5: give seconds from 1 to 600"),
+    (601, 1.0, "--chunk-seconds 601"),
+    (10.0, -1.0, "overlap_seconds -1.0: give seconds >= 0"),
+    (10.0, float("inf"), "overlap_seconds inf: give seconds >= 0"),
+])
+def test_enhance_recording_checks_chunk_and_overlap(chunk, overlap, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        enhance_recording(make(), np.zeros(1000, dtype=np.float32), 16000, chunk, overlap)

@@ -27,7 +27,6 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, assume, event, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-import dcu  # noqa: E402
 from dcu.cli import main  # noqa: E402
 
 EXAMPLES = int(os.environ.get("DCU_FUZZ_EXAMPLES", "80"))
@@ -50,14 +49,6 @@ audio_files = st.fixed_dictionaries({
 })
 chunk_values = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True),
                          st.sampled_from(["nan", "-1", "0", "1", "2.5", "600", "1e308", "x"]))
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    dcu.save(dcu.DCUnet("tiny"), path)
-    return path
 
 
 def write_file(folder: Path, i: int, spec: dict):

@@ -11,23 +11,11 @@ import torch
 
 import dcu.train as train_mod
 from dcu.data import validation_sets
+import dcu.trainer as trainer_mod
 from dcu.train import TrainConfig, TrainingError, lr_at, train
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def small_corpus(tmp_path_factory):
-    """A corpus folder with 4 training and 2 validation pairs (links to shipped files)."""
-    root = tmp_path_factory.mktemp("corpus")
-    for split, n in (("train", 4), ("valid", 2)):
-        for side in ("clean", "noisy"):
-            (root / split / side).mkdir(parents=True)
-        names = sorted((ROOT / "data" / "corpus" / split / "clean").glob("*.flac"))[:n]
-        for f in names:
-            for side in ("clean", "noisy"):
-                os.symlink(ROOT / "data" / "corpus" / split / side / f.name, root / split / side / f.name)
-    return root
+HOOKED = Path(__file__).resolve().parent / "train_with_hook.py"  # dcu train with a test hook
 
 
 def cfg(tmp_path, data, **kw):
@@ -59,8 +47,7 @@ def test_loss_goes_down_on_real_speech(tmp_path, small_corpus):
     noisy, clean = torch.stack(noisy), torch.stack(clean)
     with torch.no_grad():
         untrained = train_mod.wsdr_loss(noisy, clean, model(noisy)).item()
-        best = train_mod.wsdr_loss(noisy, clean,
-                                   train_mod.DCUnet("tiny") if False else _load(tmp_path)(noisy)).item()
+        best = train_mod.wsdr_loss(noisy, clean, _load(tmp_path)(noisy)).item()
     assert best < untrained - 0.1, (untrained, best, trainer_losses)
 
 
@@ -74,6 +61,7 @@ def _weights(path):
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
 
+@pytest.mark.slow  # > ~13 s on the 2 shared cores (pytest --durations)
 def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, small_corpus):
     args = ["--arch", "tiny", "--data", str(small_corpus), "--batch-size", "4", "--steps", "7",
             "--segment-seconds", "1", "--items-per-file", "2", "--valid-every", "1000",
@@ -81,9 +69,8 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, small_corpus)
     straight = subprocess.run([sys.executable, "-m", "dcu", "train", *args, "--out", str(tmp_path / "a")],
                               capture_output=True, text=True, timeout=600)
     assert straight.returncode == 0, straight.stderr[-2000:]
-    env = dict(os.environ, DCU_TEST_KILL_AT_STEP="3")
-    killed = subprocess.run([sys.executable, "-m", "dcu", "train", *args, "--out", str(tmp_path / "b")],
-                            capture_output=True, text=True, timeout=600, env=env)
+    killed = subprocess.run([sys.executable, str(HOOKED), "kill-at", "3", *args, "--out",
+                             str(tmp_path / "b")], capture_output=True, text=True, timeout=600)
     assert killed.returncode != 0  # SIGKILLed mid-run
     assert torch.load(tmp_path / "b" / "last.pt", weights_only=True)["train_state"]["step"] == 3
     # starting again without --resume must not clobber the run
@@ -107,8 +94,12 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, small_corpus)
 
 def test_resume_refuses_other_settings(tmp_path, small_corpus):
     train(cfg(tmp_path, small_corpus, steps=2), progress=False)
-    with pytest.raises(TrainingError, match="arch"):
+    with pytest.raises(TrainingError, match="arch='tiny', not 'DCUnet-10'"):
         train(cfg(tmp_path, small_corpus, steps=4, arch="DCUnet-10"), resume=True, progress=False)
+    with pytest.raises(TrainingError, match="mask='BDT', not 'UBD'"):
+        train(cfg(tmp_path, small_corpus, steps=4, mask="UBD"), resume=True, progress=False)
+    with pytest.raises(TrainingError, match="seed=0, not 1"):
+        train(cfg(tmp_path, small_corpus, steps=4, seed=1), resume=True, progress=False)
     with pytest.raises(TrainingError, match="nothing to resume"):
         train(cfg(tmp_path, small_corpus, out=str(tmp_path / "none")), resume=True, progress=False)
     # the training data and its augmentations are part of a run too
@@ -134,8 +125,8 @@ def test_validation_score_counts_pesq_and_stoi():
     assert train_mod.validation_score(4.5, 1.0) == 1.0 and train_mod.validation_score(1.0, 0.0) == 0.0
     assert train_mod.validation_score(2.75, 0.9) == pytest.approx(0.5 * (0.5 + 0.9))
     assert train_mod.validation_score(float("nan"), 0.8) == 0.8  # no PESQ package: STOI alone
-    assert train_mod._score({"pesq": 2.0, "si_sdr": 5.0}) == 2.0  # the shipped runs' rule
-    assert train_mod._score({"pesq": 2.0, "score": 0.6}) == 0.6
+    assert train_mod.selection_score({"pesq": 2.0, "si_sdr": 5.0}) == 2.0  # the shipped runs' rule
+    assert train_mod.selection_score({"pesq": 2.0, "score": 0.6}) == 0.6
 
 
 def test_validation_sets_are_scored_set_by_set(small_corpus):
@@ -150,7 +141,7 @@ def test_validation_sets_are_scored_set_by_set(small_corpus):
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, small_corpus, monkeypatch):
-    real = train_mod.compute_loss
+    real = trainer_mod.compute_loss
     calls = {"n": 0}
 
     def flaky(*a, **k):
@@ -158,7 +149,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, small_corpu
         loss = real(*a, **k)
         return loss * float("nan") if calls["n"] == 4 else loss
 
-    monkeypatch.setattr(train_mod, "compute_loss", flaky)
+    monkeypatch.setattr(trainer_mod, "compute_loss", flaky)  # the loop's loss
     with pytest.raises(TrainingError, match="step 3.*last.pt"):
         train(cfg(tmp_path, small_corpus, checkpoint_every=1), progress=False)
     ck = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
@@ -181,7 +172,7 @@ class NanGradient(torch.autograd.Function):
 @pytest.mark.parametrize("grad_clip", [5.0, 0.0])
 def test_finite_loss_with_nan_gradients_never_reaches_the_weights(tmp_path, small_corpus,
                                                                   monkeypatch, grad_clip):
-    real = train_mod.compute_loss
+    real = trainer_mod.compute_loss
     calls = {"n": 0}
 
     def flaky(*a, **k):
@@ -189,7 +180,7 @@ def test_finite_loss_with_nan_gradients_never_reaches_the_weights(tmp_path, smal
         loss = real(*a, **k)
         return NanGradient.apply(loss) if calls["n"] == 4 else loss
 
-    monkeypatch.setattr(train_mod, "compute_loss", flaky)
+    monkeypatch.setattr(trainer_mod, "compute_loss", flaky)  # the loop's loss
     with pytest.raises(TrainingError, match="gradients became nan at step 3 .*last.pt"):
         train(cfg(tmp_path, small_corpus, checkpoint_every=1, grad_clip=grad_clip), progress=False)
     ck = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
@@ -237,10 +228,11 @@ def test_train_cli_reports_errors_in_one_line(tmp_path):
     assert r.returncode == 1 and "nowhere" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow  # > ~13 s on the 2 shared cores (pytest --durations)
 def test_ddp_two_cpu_processes_keep_replicas_identical(tmp_path, small_corpus):
-    env = dict(os.environ, DCU_TEST_DUMP_RANK_STATE="1", OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                        "--master_port", "29517", "-m", "dcu", "train", "--arch", "tiny", "--data",
+                        "--master_port", "29517", str(HOOKED), "dump-state", "--arch", "tiny", "--data",
                         str(small_corpus), "--batch-size", "4", "--steps", "3", "--segment-seconds", "1",
                         "--items-per-file", "2", "--valid-files", "1", "--device", "cpu",
                         "--out", str(tmp_path / "ddp")],
@@ -299,3 +291,63 @@ def test_remix_snrs_option_sets_the_snrs_of_remixed_items(tmp_path, small_corpus
     for bad in ("", "5,loud", "nan"):
         with pytest.raises(ValueError, match="--remix-snrs"):
             make_datasets(TrainConfig(data=str(small_corpus), remix_snrs=bad))
+
+
+def test_the_model_options_stay_flat_and_fill_the_nested_model_config():
+    from dcu.train import config_from_args
+    from dcu.unet import ModelConfig
+
+    c, resume = config_from_args(["--arch", "tiny", "--mask", "UBD", "--network", "real",
+                                  "--batch-norm", "naive", "--resume"])
+    assert resume and c.model == ModelConfig("tiny", "UBD", "real", "naive")
+    assert TrainConfig(arch="tiny", mask="BDSS") == TrainConfig(model=ModelConfig("tiny", "BDSS"))
+    assert TrainConfig().model == ModelConfig()  # the defaults are the model's
+    with pytest.raises(SystemExit):
+        config_from_args(["--model", "tiny"])  # the nested field is not an option itself
+
+
+def test_a_run_saved_with_the_old_flat_config_still_resumes(tmp_path, small_corpus):
+    train(cfg(tmp_path, small_corpus, steps=2), progress=False)
+    last = tmp_path / "run" / "last.pt"
+    ck = torch.load(last, weights_only=True)
+    nested = ck["metadata"]["train_config"]
+    assert nested["model"]["arch"] == "tiny" and "arch" not in nested
+    flat = {**{k: v for k, v in nested.items() if k != "model"}, **nested["model"], "extra": {}}
+    ck["metadata"]["train_config"] = flat  # as runs before the nesting stored it
+    torch.save(ck, last)
+    assert TrainConfig.from_dict(flat) == TrainConfig.from_dict(nested)
+    train(cfg(tmp_path, small_corpus, steps=4), resume=True, progress=False)
+    assert torch.load(last, weights_only=True)["train_state"]["step"] == 4
+
+
+def test_on_step_sees_every_step_after_its_checkpoint(tmp_path, small_corpus):
+    seen = []
+
+    def on_step(trainer):
+        saved = torch.load(trainer.last_path, weights_only=True)["train_state"]["step"]
+        seen.append((trainer.step, saved))
+
+    train(cfg(tmp_path, small_corpus, steps=3, checkpoint_every=1), progress=False, on_step=on_step)
+    assert seen == [(1, 1), (2, 2), (3, 3)]
+
+
+def test_validation_fails_loudly_on_a_bug_in_a_metric(tmp_path, small_corpus, monkeypatch):
+    """Only a metric's missing package gives NaN; any other failure is not hidden."""
+    from dcu import metrics
+
+    pairs = train_mod.make_datasets(cfg(tmp_path, small_corpus))[1]
+    model = train_mod.DCUnet("tiny")
+
+    def missing(*args):
+        raise ModuleNotFoundError("No module named 'pesq'")
+
+    monkeypatch.setattr(metrics, "pesq", missing)
+    row = train_mod.validate(model, pairs, "cpu")
+    assert row["pesq"] != row["pesq"] and row["si_sdr"] == row["si_sdr"]  # NaN, SI-SDR kept
+
+    def broken(*args):
+        raise ValueError("reference and estimate differ in length")
+
+    monkeypatch.setattr(metrics, "pesq", broken)
+    with pytest.raises(ValueError, match="differ in length"):
+        train_mod.validate(model, pairs, "cpu")

@@ -1,4 +1,4 @@
-"""dcu.unet: DCUnet against a complex-arithmetic reference, any length, enhance(), bad input."""
+"""dcu.unet: DCUnet against a complex-arithmetic reference, any length, bad input."""
 
 import copy
 import math
@@ -13,33 +13,7 @@ from dcu.architectures import Architecture
 from dcu.losses import wsdr_loss
 from dcu.masks import MASKS, compute_mask
 from dcu.stft import compute_istft, compute_stft, padded_length
-
-
-def make(arch="tiny", seed=0, **kwargs):
-    torch.manual_seed(seed)
-    return DCUnet(arch, **kwargs)
-
-
-def speechlike(n, batch=None, seed=0):
-    """A harmonic tone with noise: deterministic test audio at 16 kHz, float32."""
-    gen = torch.Generator().manual_seed(seed)
-    shape = (n,) if batch is None else (batch, n)
-    t = torch.arange(n) / 16000
-    tone = 0.3 * torch.sin(2 * math.pi * 220 * t) + 0.1 * torch.sin(2 * math.pi * 660 * t)
-    return tone + 0.05 * torch.randn(shape, generator=gen)
-
-
-def randomise_norms(model, seed=1):
-    """Give every batch norm non-trivial affine parameters and running statistics."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if ".norm." in name:
-                p.add_(0.2 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
-    model.train()
-    with torch.no_grad():
-        model(speechlike(4000, batch=2, seed=seed).to(next(model.parameters()).dtype))
-    return model
+from synthetic import make, randomise_norms, speechlike
 
 
 def leaky(h, slope):
@@ -193,67 +167,6 @@ def test_gradients_reach_every_parameter(kwargs):
             assert p.grad.abs().max() > 0, name
 
 
-# -- enhance ---------------------------------------------------------------------------------
-
-def test_enhance_numpy_and_tensor_in_kind_out():
-    model = make().eval()
-    x = speechlike(7000)
-    with torch.no_grad():
-        direct = model(x)
-    out = model.enhance(x.numpy())
-    assert isinstance(out, np.ndarray) and out.dtype == np.float32 and out.shape == (7000,)
-    np.testing.assert_allclose(out, direct.numpy(), atol=1e-6)  # 16 kHz and short: no chunking
-    t = model.enhance(x.double())
-    assert isinstance(t, torch.Tensor) and t.shape == (7000,) and not t.requires_grad
-    model.train()
-    model.enhance(x)
-    assert model.training  # the caller's mode is restored
-
-
-@pytest.mark.parametrize("rate,n", [(8000, 4001), (44100, 22051)])
-def test_enhance_other_rates(rate, n):
-    model = make().eval()
-    t = np.arange(n) / rate
-    x = (0.3 * np.sin(2 * np.pi * 300 * t)).astype(np.float32)
-    out = model.enhance(x, sample_rate=rate)
-    assert out.shape == (n,) and out.dtype == np.float32 and np.isfinite(out).all()
-    assert np.abs(out).max() > 0
-    stereo = model.enhance(torch.from_numpy(np.stack([x, 0.5 * x])), rate)
-    assert stereo.shape == (2, n)
-
-
-def test_enhance_stereo_is_per_channel():
-    model = randomise_norms(make()).eval()
-    x = speechlike(9000, batch=2, seed=8).numpy()
-    both = model.enhance(x)
-    assert both.shape == (2, 9000)
-    for c in range(2):
-        np.testing.assert_allclose(both[c], model.enhance(x[c]), atol=1e-5)
-
-
-def test_enhance_long_input_in_chunks():
-    """25 s through the tiny model in 4 s chunks: the length is kept and, because chunk starts
-    lie on the model's frame grid, the output equals the unchunked one except within the tiny
-    model's receptive field of a chunk edge."""
-    model = randomise_norms(make()).eval()
-    x = speechlike(25 * 16000, seed=9).numpy()
-    chunked = model.enhance(x, chunk_seconds=4.0, overlap_seconds=1.0)
-    assert chunked.shape == x.shape and np.isfinite(chunked).all()
-    whole = model.enhance(x, chunk_seconds=30.0)
-    diff = np.abs(chunked - whole)
-    # chunk geometry (see dcu.unet._chunked): 4 s and 1 s rounded to multiples of 4 * 256 samples
-    block = model.architecture.frame_multiple * 256
-    chunk = 64000 // block * block
-    step = (chunk - 16000) // block * block
-    starts = np.arange(step, x.size, step)
-    edges = np.concatenate([starts, starts - step + chunk])
-    near = np.abs(np.arange(x.size)[:, None] - edges[None, :]).min(axis=1) <= 4096
-    assert diff[~near].max() < 1e-5  # identical away from the seams
-    rms = np.sqrt(np.mean(whole ** 2))
-    assert diff[near].max() < 0.2 * rms  # measured ~0.05 * rms: the cross-fade hides the seams
-    assert np.sqrt(np.mean(diff[near] ** 2)) < 0.02 * rms  # measured ~0.003 * rms
-
-
 # -- bad input -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("bad,error,message", [
@@ -265,27 +178,11 @@ def test_enhance_long_input_in_chunks():
     (torch.zeros(1000, dtype=torch.int16), TypeError,
      "real floating-point waveform, got torch.int16"),
     (torch.zeros(1000, dtype=torch.complex64), TypeError, "got torch.complex64"),
-    (np.zeros(1000, dtype=np.float32), TypeError, "use model.enhance"),
+    (np.zeros(1000, dtype=np.float32), TypeError, "use dcu.enhance.enhance_recording"),
 ])
 def test_forward_rejects_bad_input(bad, error, message):
     with pytest.raises(error, match=message):
         make()(bad)
-
-
-@pytest.mark.parametrize("bad,rate,error,message", [
-    (np.zeros((1, 2, 100), dtype=np.float32), 16000, ValueError, r"got shape \(1, 2, 100\)"),
-    (np.zeros(0, dtype=np.float32), 16000, ValueError, "empty audio"),
-    (np.array([0.0, np.inf] * 500), 16000, ValueError, "NaN or infinite"),
-    (np.zeros(1000, dtype=np.int16), 16000, TypeError,
-     r"floating-point audio .* got int16.* / 32768"),
-    (torch.zeros(1000, dtype=torch.int32), 16000, TypeError, "got torch.int32"),
-    (np.ones(1000, dtype=np.complex64), 16000, TypeError, "got complex64"),
-    (torch.ones(1000, dtype=torch.complex64), 16000, TypeError, "got torch.complex64"),
-    (np.zeros(1000, dtype=np.float32), 0, ValueError, "sample rates must be positive"),
-])
-def test_enhance_rejects_bad_input(bad, rate, error, message):
-    with pytest.raises(error, match=message):
-        make().enhance(bad, rate)
 
 
 @pytest.mark.parametrize("kwargs,message", [

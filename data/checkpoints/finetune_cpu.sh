@@ -20,17 +20,10 @@ dcu train --arch DCUnet-20 --init dcunet20 --lr 3e-5 --min-lr 1e-6 --warmup-step
     --batch-size 8 --steps 100000 --time-budget-minutes 95 --max-minutes 100 \
     --valid-reserve-seconds 40 --checkpoint-minutes 5 --out "$RUNS/ft20" > "$RUNS/ft20.log" 2>&1
 
-# Ship: weights + config + metadata (with the stage they started from), no optimiser state.
-python3 - "$RUNS" <<'PY'
-import shutil, sys
-from pathlib import Path
-import torch
-runs, here = Path(sys.argv[1]), Path("data/checkpoints")
-ck = torch.load(runs / "ft20" / "best.pt", map_location="cpu", weights_only=True)
-ck.pop("train_state", None)
-stage1 = torch.load(here / "dcunet20.pt", map_location="cpu", weights_only=True)["metadata"]
-ck["metadata"].setdefault("previous_stage", {k: stage1[k] for k in ("train_config", "step", "valid")})
-torch.save(ck, here / "dcunet20.pt")
-shutil.copy(runs / "ft20" / "log.json", here / "logs" / "dcunet20_finetune.json")
-print(ck["metadata"]["step"], ck["metadata"]["valid"])
-PY
+# Ship: weights + config + metadata, no optimiser state. `--init` already recorded the stage the
+# weights started from under metadata.previous_stage. `dcu checkpoint strip` writes atomically
+# and never overwrites, so the copy is made beside the run and then moved over the shipped file.
+dcu checkpoint strip "$RUNS/ft20/best.pt" "$RUNS/ft20/dcunet20.pt"
+mv "$RUNS/ft20/dcunet20.pt" data/checkpoints/dcunet20.pt
+cp "$RUNS/ft20/log.json" data/checkpoints/logs/dcunet20_finetune.json
+dcu checkpoint info data/checkpoints/dcunet20.pt

@@ -1,0 +1,265 @@
+"""The training loop: steps, checkpoints, resume, the validation schedule and DDP.
+
+:class:`TrainingLoop` holds a run's state (model, optimiser, step, RNG, log, clock) and writes it
+into every checkpoint (:mod:`dcu.trainstate`), so that ``--resume`` continues exactly where a
+run stopped. :mod:`dcu.train` gives it its data and
+validation (:class:`dcu.train.Trainer`) and its configuration (:class:`dcu.train.TrainConfig`).
+
+Book: book/07_training.ipynb
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm.auto import tqdm
+
+from dcu.checkpoint import load
+from dcu.engine import optimize, resolve_precision
+from dcu.losses import compute_loss
+from dcu.runlog import write_log
+from dcu.trainstate import RunState, TrainingError  # noqa: F401 (TrainingError: public here)
+from dcu.unet import DCUnet
+
+__all__ = ["TrainingError", "TrainingLoop", "lr_at", "selection_score"]
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to ``lr``, then cosine decay to ``min_lr`` at ``cfg.steps``."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    t = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t))
+
+
+def _distributed() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) otherwise."""
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
+    return 0, 1, 0
+
+
+def _device(cfg: TrainConfig, local_rank: int) -> torch.device:
+    if cfg.device == "auto":
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    return torch.device(cfg.device)
+
+
+def selection_score(valid: dict) -> float:
+    """Higher is better: ``valid["score"]`` where validation gave one (several validation sets,
+    see :func:`dcu.train.validate`), else validation PESQ, or SI-SDR/10 where PESQ is
+    unavailable."""
+    if np.isfinite(valid.get("score", float("nan"))):
+        return valid["score"]
+    p = valid.get("pesq", float("nan"))
+    return p if np.isfinite(p) else valid.get("si_sdr", float("-inf")) / 10.0
+
+
+class TrainingLoop(RunState):
+    """Holds a run's state; :meth:`run` trains until ``cfg.steps`` (or ``max_minutes``).
+
+    What to train on and how to validate come from a subclass (:class:`dcu.train.Trainer`):
+    :meth:`datasets` returns ``(training set, validation pairs)`` and :meth:`score` a validation
+    dict ``{"wsdr", "si_sdr", "stoi", "pesq"}``.
+
+    ``on_step``, if given, is called as ``on_step(trainer)`` after every step, once that step's
+    validation and checkpoint are written (for progress reports, or tests that stop a run).
+    """
+
+    def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True,
+                 on_step=None):
+        self.cfg, self.progress, self.on_step = cfg, progress, on_step
+        self.rank, self.world, self.local_rank = _distributed()
+        if self.world > 1 and not dist.is_initialized():
+            backend = "nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo"
+            dist.init_process_group(backend)
+        self.device = _device(cfg, self.local_rank)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+            torch.backends.cudnn.benchmark = True  # fixed training shapes: pick the fastest convs
+        torch.set_flush_denormal(True)
+        self.out = Path(cfg.out)
+        self.last_path, self.best_path = self.out / "last.pt", self.out / "best.pt"
+        torch.manual_seed(cfg.seed)
+        self.precision = resolve_precision(cfg.precision, self.device)
+        self.model = optimize(DCUnet(**asdict(cfg.model)), self.precision).to(self.device)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self.best, self.history = float("-inf"), []
+        # time spent on this run, summed over every process that worked on it (resumes too)
+        self.clock = {"wall_seconds": 0.0, "cpu_seconds": 0.0}
+        self._clock_mark = (time.time(), time.process_time())
+        self.running = []  # train losses since the last log row (saved, so a resume logs the same)
+        self.previous_stage = None
+        if cfg.init and not resume:
+            start = load(cfg.init, arch=cfg.model.arch)
+            if start.config_dict() != self.model.config_dict():
+                raise TrainingError(f"{cfg.init}: its model config {start.config_dict()} differs "
+                                    f"from this run's {self.model.config_dict()}")
+            self.model.load_state_dict(start.state_dict())
+            # keep how the starting weights were made: a fine-tuned checkpoint tells its history
+            self.previous_stage = {k: start.metadata[k] for k in
+                                   ("train_config", "step", "valid", "previous_stage")
+                                   if k in start.metadata}
+        if resume:
+            self._resume()
+        elif self.last_path.exists():
+            raise TrainingError(f"{self.last_path}: a run already exists here; pass --resume to "
+                                "continue it or choose another --out")
+        self.net = self.model
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+
+    def datasets(self):
+        """``(training set, validation pairs)`` for ``self.cfg``."""
+        raise NotImplementedError
+
+    def score(self, valid_pairs) -> dict:
+        """Validation scores of ``self.model`` on ``valid_pairs``."""
+        raise NotImplementedError
+
+    # -- the loop --------------------------------------------------------------------------
+    def _batches(self, dataset):
+        """Yield batches from the current position, epoch after epoch, deterministically."""
+        cfg = self.cfg
+        while True:
+            dataset.set_epoch(self.epoch)
+            sampler = DistributedSampler(dataset, num_replicas=self.world, rank=self.rank,
+                                         shuffle=True, seed=cfg.seed, drop_last=True)
+            sampler.set_epoch(self.epoch)
+            order = list(sampler)
+            per_rank = cfg.batch_size // self.world if self.world > 1 else cfg.batch_size
+            n_batches = len(order) // per_rank
+            if n_batches == 0:
+                raise TrainingError(f"batch size {cfg.batch_size} is larger than the training set "
+                                    f"({len(dataset)} items)")
+            order = order[self.batch_in_epoch * per_rank: n_batches * per_rank]
+            loader = DataLoader(torch.utils.data.Subset(dataset, order), batch_size=per_rank,
+                                shuffle=False, num_workers=cfg.workers, drop_last=True,
+                                pin_memory=self.device.type == "cuda")
+            for noisy, clean in loader:
+                self.batch_in_epoch += 1  # counted before use, so a checkpoint never repeats it
+                yield noisy, clean
+            self.epoch += 1
+            self.batch_in_epoch = 0
+
+    def run(self) -> Path:
+        """Train from the current step to ``cfg.steps`` (or until ``max_minutes``); returns the
+        best checkpoint's path (the last one's where no validation has run)."""
+        cfg = self.cfg
+        train_set, valid_pairs = self.datasets()
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self.rank == 0:
+            (self.out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        self.start = self._last_save = time.time()
+        self.bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {self.model.config.arch}",
+                        disable=not self.progress or self.rank != 0, dynamic_ncols=True)
+        if cfg.init and self.step == 0 and not self.history:
+            # Fine-tuning: score the starting weights first, so best.pt is never worse than them.
+            self._validate_and_log(valid_pairs)
+        self.net.train()
+        batches = self._batches(train_set)
+        self._budget_fitted = bool(self.step)
+        while self.step < cfg.steps:
+            self.train_step(*next(batches))
+            self._fit_budget_when_measured()
+            timed_out = bool(cfg.max_minutes) and time.time() - self.start > 60 * cfg.max_minutes
+            self._validate_or_checkpoint(valid_pairs, force_validation=timed_out)
+            if self.on_step is not None:
+                self.on_step(self)
+            if timed_out:
+                break
+        self.bar.close()
+        return self.best_path if self.best_path.exists() else self.last_path
+
+    def train_step(self, noisy: torch.Tensor, clean: torch.Tensor) -> float:
+        """One optimiser step on a batch; stops with :class:`TrainingError` before a NaN or
+        infinite loss or gradient reaches the weights. Returns the loss."""
+        cfg = self.cfg
+        noisy, clean = noisy.to(self.device, non_blocking=True), clean.to(self.device, non_blocking=True)
+        for g in self.opt.param_groups:
+            g["lr"] = lr_at(self.step, cfg)
+        est = self.net(noisy)  # the engine runs the U-Net in self.precision; est is float32
+        loss = compute_loss(cfg.loss, noisy, clean, est)
+        if not torch.isfinite(loss):
+            raise TrainingError(f"loss became {loss.item()} at step {self.step}; stopped. The "
+                                f"last good checkpoint is {self.last_path}; lower --lr and "
+                                "resume with --resume")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        # the norm of all gradients, clipped to grad_clip (an infinite limit only measures it)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip or math.inf)
+        if not torch.isfinite(norm):  # stop before the step: NaN must never reach the weights
+            raise TrainingError(f"gradients became {norm.item()} at step {self.step} (the loss "
+                                f"was finite); stopped before updating. The last good "
+                                f"checkpoint is {self.last_path}; lower --lr or --grad-clip "
+                                "and resume with --resume")
+        self.opt.step()
+        self.step += 1
+        self.running.append(loss.item())
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{np.mean(self.running[-50:]):.4f}")
+        return self.running[-1]
+
+    # -- budget, validation schedule, checkpoints -------------------------------------------
+    def _fit_budget_when_measured(self) -> None:
+        """With ``time_budget_minutes``: time steps 20-40 (after start-up and kernel tuning),
+        then set ``steps`` so the run ends within the budget, keeping a reserve for the four
+        validations it plans."""
+        cfg = self.cfg
+        if not cfg.time_budget_minutes or self._budget_fitted:
+            return
+        if self.step == 20:
+            self._t20 = time.time()
+        elif self.step == 40 and hasattr(self, "_t20"):
+            per_step = (time.time() - self._t20) / 20
+            left = (60 * cfg.time_budget_minutes - (time.time() - self.start)
+                    - 4 * cfg.valid_reserve_seconds)
+            steps = self.step + max(1, int(0.95 * left / per_step))
+            cfg.steps, cfg.valid_every = steps, max(20, steps // 4)
+            self.bar.total = steps
+            self._budget_fitted = True
+            tqdm.write(f"{per_step:.3f} s/step: training {steps} steps to fit "
+                       f"{cfg.time_budget_minutes} min, validating every {cfg.valid_every}")
+
+    def _validate_or_checkpoint(self, valid_pairs, force_validation: bool = False) -> None:
+        """Validate (which also checkpoints) every ``valid_every`` steps, at the end and when
+        forced; otherwise checkpoint every ``checkpoint_every`` steps or ``checkpoint_minutes``."""
+        cfg = self.cfg
+        if self.step % cfg.valid_every == 0 or self.step >= cfg.steps or force_validation:
+            self._validate_and_log(valid_pairs)
+        elif (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0) or \
+                time.time() - self._last_save > 60 * cfg.checkpoint_minutes:
+            self.save()
+
+    def _validate_and_log(self, valid_pairs) -> None:
+        """Validate, append a log row, keep ``best.pt`` and write ``last.pt`` and the log."""
+        valid = self.score(valid_pairs) if self.rank == 0 else {}
+        running = self.running
+        row = {"step": self.step, "epoch": self.epoch, "lr": lr_at(max(0, self.step - 1), self.cfg),
+               "train_loss": float(np.mean(running)) if running else float("nan"),
+               "minutes": (time.time() - self.start) / 60, **self._tick(), "valid": valid}
+        self.running = []  # logged: the checkpoints below start the next interval empty
+        self.history.append(row)
+        if self.rank == 0:
+            score = selection_score(valid)
+            if score > self.best:
+                self.best = score
+                self.save(self.best_path, valid)
+            self.save(valid=valid)
+            write_log(self.history, self.out)
+            tqdm.write(f"step {self.step}: train {row['train_loss']:.4f} | valid wSDR "
+                       f"{valid['wsdr']:.4f} PESQ {valid['pesq']:.3f} STOI {valid['stoi']:.3f} "
+                       f"SI-SDR {valid['si_sdr']:.2f} dB" + (
+                           f" | score {valid['score']:.4f} ({self.cfg.select_by})"
+                           if "score" in valid else ""))

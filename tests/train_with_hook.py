@@ -1,0 +1,43 @@
+"""Test-only runner: ``dcu train`` with a hook on each step, for tests that need a real process.
+
+    python tests/train_with_hook.py kill-at STEP  [dcu train options]   # SIGKILL after STEP
+    python tests/train_with_hook.py dump-state    [dcu train options]   # each rank's weights at the end
+
+It passes :class:`dcu.train.Trainer`'s public ``on_step`` callback to the ordinary ``dcu train``
+command line, so production code holds no test switches. ``dump-state`` writes
+``OUT/rank<N>.pt`` (run it under ``torchrun`` to compare the data-parallel replicas).
+"""
+
+import functools
+import os
+import signal
+import sys
+
+import torch
+
+import dcu.train
+from dcu.cli import main
+
+
+def kill_at(step: int):
+    def on_step(trainer):
+        if trainer.step == step:  # a hard kill: no clean-up, no final checkpoint
+            os.kill(os.getpid(), signal.SIGKILL)
+    return on_step
+
+
+def dump_state(trainer):
+    if trainer.step >= trainer.cfg.steps:
+        torch.save(trainer.model.state_dict(), trainer.out / f"rank{trainer.rank}.pt")
+
+
+if __name__ == "__main__":
+    action, rest = sys.argv[1], sys.argv[2:]
+    if action == "kill-at":
+        hook, rest = kill_at(int(rest[0])), rest[1:]
+    elif action == "dump-state":
+        hook = dump_state
+    else:
+        sys.exit(f"usage: {sys.argv[0]} kill-at STEP | dump-state [dcu train options]")
+    dcu.train.train = functools.partial(dcu.train.train, on_step=hook)
+    sys.exit(main(["train", *rest]))
