@@ -42,6 +42,7 @@ __all__ = [
     "check_audio",
     "read_audio",
     "is_silent",
+    "list_audio_files",
     "load_audio",
     "resample",
     "save_audio",
@@ -49,6 +50,14 @@ __all__ = [
 
 #: File name endings that :func:`load_audio` and :class:`dcu.data.AudioFolder` accept.
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+
+
+def list_audio_files(folder, recursive: bool = False) -> list[Path]:
+    """The audio files (:data:`AUDIO_EXTENSIONS`, any case) in ``folder``, or below it when
+    ``recursive``, sorted; hidden files (``.name``) are left out."""
+    pattern = "**/*" if recursive else "*"
+    return sorted(p for p in Path(folder).glob(pattern)
+                  if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith("."))
 
 #: Bounds on what :func:`load_audio` accepts (see the module docstring).
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1_000, 384_000

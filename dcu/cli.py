@@ -58,8 +58,8 @@ def _plot_log(argv):
 
 
 def _data(argv):
-    from dcu import download
-    return download.data_cli(argv)
+    from dcu import corpus
+    return corpus.data_cli(argv)
 
 
 def _bench(argv):

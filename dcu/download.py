@@ -7,6 +7,9 @@ the 28-speaker training set (11 572 pairs) and the test set (824 pairs), 48 kHz 
 which :func:`dcu.data.list_pairs` reads with ``root="voicebank"``. The validation split is the
 training set's speakers p226 and p287 (a common choice), so ``train`` keeps 26 speakers.
 
+The ``dcu data`` command and its ``info`` live with the corpora (:func:`dcu.corpus.data_cli`),
+which call this module; it imports nothing from :mod:`dcu.data` or :mod:`dcu.corpus`.
+
 Nothing in the tests or the book's default path calls this module over the network.
 
 Book: book/01_introduction.ipynb (where the full corpus comes from).
@@ -14,13 +17,11 @@ Book: book/01_introduction.ipynb (where the full corpus comes from).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import http.client
 import json
 import os
 import shutil
-import sys
 import urllib.error
 import urllib.request
 import zipfile
@@ -30,9 +31,10 @@ from pathlib import Path, PurePosixPath
 from tqdm.auto import tqdm
 
 from dcu.audio import load_audio, save_audio
+from dcu.stft import SAMPLE_RATE
 
-__all__ = ["ARCHIVES", "Archive", "DownloadError", "cache_dir", "data_cli", "download_file",
-           "extract_zip", "prepare_voicebank", "voicebank_dir"]
+__all__ = ["ARCHIVES", "Archive", "DownloadError", "cache_dir", "download_file", "extract_zip",
+           "prepare_voicebank", "voicebank_dir"]
 
 BASE_URL = "https://datashare.ed.ac.uk/bitstream/handle/10283/2791"
 VALID_SPEAKERS = ("p226", "p287")
@@ -186,7 +188,7 @@ def _convert(raw: Path, archive: Archive, out: Path, progress: bool) -> int:
         split = "valid" if archive.split == "train" and wav.stem.split("_")[0] in VALID_SPEAKERS else archive.split
         dst = out / split / archive.side / f"{wav.stem}.flac"
         if not dst.exists():  # files are written atomically, so an existing one is complete
-            save_audio(dst, load_audio(wav, 16000), 16000)
+            save_audio(dst, load_audio(wav, SAMPLE_RATE), SAMPLE_RATE)
     return len(wavs)
 
 
@@ -207,65 +209,3 @@ def prepare_voicebank(cache=None, base_url: str = BASE_URL, archives=ARCHIVES, p
     shutil.rmtree(out / "raw", ignore_errors=True)
     (out / "complete.json").write_text(json.dumps(counts, indent=2) + "\n")
     return out
-
-
-def _describe_split(folder: Path) -> str:
-    clean = sorted((folder / "clean").glob("*.flac")) if (folder / "clean").is_dir() else []
-    speakers = sorted({p.stem.split("_")[0] for p in clean})
-    shown = ", ".join(speakers[:6]) + (", ..." if len(speakers) > 6 else "")
-    return f"{len(clean)} pairs, {len(speakers)} speakers ({shown})"
-
-
-def _info(cache) -> int:
-    import csv
-
-    from dcu.data import SPLITS, corpus_dir
-
-    root = corpus_dir()
-    print(f"shipped corpus: {root / 'corpus'}")
-    for split in SPLITS:
-        path = root / "splits" / f"{split}.csv"
-        if not path.exists():
-            print(f"  {split:10s} missing ({path})")
-            continue
-        rows = list(csv.DictReader(open(path)))
-        minutes = sum(float(r["duration_s"]) for r in rows) / 60
-        speakers = sorted({r["speaker"] for r in rows})
-        print(f"  {split:10s} {len(rows):4d} pairs  {minutes:5.1f} min  speakers: {', '.join(speakers)}")
-    noise = root / "splits" / "noise.json"
-    if noise.exists():
-        decl = json.loads(noise.read_text())
-        print(f"  noise      train: {', '.join(decl['train'])}; held out: {', '.join(decl['heldout'])}")
-    vb = voicebank_dir(cache)
-    print(f"cache: {cache_dir(cache)}")
-    if (vb / "complete.json").exists():
-        print(f"  voicebank: complete in {vb}")
-        for split in ("train", "valid", "test"):
-            print(f"    {split:5s} {_describe_split(vb / split)}")
-    else:
-        have = [a.name for a in ARCHIVES if (vb / "archives" / a.name).exists()]
-        print(f"  voicebank: not prepared ({len(have)} of {len(ARCHIVES)} archives downloaded); "
-              "run `dcu data download voicebank`")
-    return 0
-
-
-def data_cli(argv: list[str]) -> int:
-    """``dcu data download voicebank [--cache DIR]`` and ``dcu data info [--cache DIR]``."""
-    parser = argparse.ArgumentParser(prog="dcu data", description="The shipped corpus and the full VoiceBank+DEMAND.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    dl = sub.add_parser("download", help="download and convert a full corpus into the cache")
-    dl.add_argument("corpus", choices=["voicebank"])
-    dl.add_argument("--cache", help="cache folder (default $DCU_CACHE or ~/.cache/dcu)")
-    dl.add_argument("--base-url", default=BASE_URL, help=argparse.SUPPRESS)
-    info = sub.add_parser("info", help="show the shipped corpus and what is in the cache")
-    info.add_argument("--cache", help="cache folder (default $DCU_CACHE or ~/.cache/dcu)")
-    args = parser.parse_args(argv)
-    if args.command == "info":
-        return _info(args.cache)
-    try:
-        out = prepare_voicebank(args.cache, args.base_url)
-    except (DownloadError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(f"VoiceBank+DEMAND ready in {out}; train with `dcu train --data voicebank`")
-    return 0

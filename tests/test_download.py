@@ -1,4 +1,5 @@
-"""dcu.download against a local HTTP server on 127.0.0.1 serving fixture archives (no real network)."""
+"""dcu.download and the `dcu data` command (dcu.corpus.data_cli) against a local HTTP server on
+127.0.0.1 serving fixture archives (no real network)."""
 
 import hashlib
 import http.server
@@ -10,9 +11,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from dcu.corpus import data_cli
 from dcu.data import list_pairs
-from dcu.download import (Archive, DownloadError, cache_dir, data_cli, download_file, extract_zip,
-                          prepare_voicebank, voicebank_dir)
+from dcu.download import (Archive, DownloadError, cache_dir, download_file, extract_zip, prepare_voicebank,
+                          voicebank_dir)
 
 
 class Handler(http.server.BaseHTTPRequestHandler):

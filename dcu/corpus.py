@@ -1,0 +1,244 @@
+"""The corpora dcu knows: the shipped mini corpus, the full VoiceBank+DEMAND, any paired folder.
+
+A corpus is a folder of splits, each ``<split>/clean`` and ``<split>/noisy`` holding files of the
+same names. This module finds them and lists their files (it reads no audio): the shipped splits
+(:data:`SPLITS`, described in data/README.md), the full corpus that :mod:`dcu.download` fetched
+into the cache (``root="voicebank"``), or a folder of the user's. It also says which files a
+training run reads (:func:`training_sources`, :func:`validation_sets`) and describes the corpora
+for ``dcu data info`` (:func:`describe_corpora`, :func:`data_cli`).
+
+Import these names from :mod:`dcu.data`, the one door to the data.
+
+Book: book/01_introduction.ipynb (the corpus), book/07_training.ipynb (what training reads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+
+from dcu.audio import AUDIO_EXTENSIONS, list_audio_files
+from dcu.download import ARCHIVES, BASE_URL, DownloadError, cache_dir, prepare_voicebank, voicebank_dir
+
+__all__ = ["SPLITS", "PairedFolder", "corpus_dir", "data_cli", "describe_corpora", "list_clean",
+           "list_pairs", "split_table", "training_sources", "validation_sets"]
+
+#: Paired splits of the shipped corpus (``<split>/clean`` and ``<split>/noisy``); ``p239_train``
+#: is clean speech only (:func:`list_clean`). See data/README.md.
+SPLITS = ("train", "valid", "test", "unseen", "p239_valid", "p239_test")
+
+
+def corpus_dir() -> Path:
+    """The shipped data folder: ``$DCU_DATA`` if set, else the repository's ``data/``."""
+    env = os.environ.get("DCU_DATA")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "data"
+
+
+class PairedFolder:
+    """Noisy/clean pairs from two folders, matched by file name without its extension.
+
+    ``PairedFolder(clean_dir, noisy_dir).pairs`` is a sorted list of
+    ``(noisy_path, clean_path)``; ``len()`` and indexing work on it.
+
+    Raises:
+        FileNotFoundError: a folder is missing.
+        ValueError: a name is in one folder only (all such names are listed), or no pairs.
+    """
+
+    def __init__(self, clean_dir, noisy_dir):
+        self.clean_dir, self.noisy_dir = Path(clean_dir), Path(noisy_dir)
+        for d in (self.clean_dir, self.noisy_dir):
+            if not d.is_dir():
+                raise FileNotFoundError(f"{d}: no such folder; a paired corpus needs clean/ and noisy/ folders")
+        clean = {p.stem: p for p in list_audio_files(self.clean_dir)}
+        noisy = {p.stem: p for p in list_audio_files(self.noisy_dir)}
+        only_clean, only_noisy = sorted(clean.keys() - noisy.keys()), sorted(noisy.keys() - clean.keys())
+        if only_clean or only_noisy:
+            raise ValueError(
+                f"unmatched files between {self.clean_dir} and {self.noisy_dir}: "
+                f"only in clean: {only_clean or 'none'}; only in noisy: {only_noisy or 'none'}; "
+                "give each noisy file a clean file of the same name"
+            )
+        if not clean:
+            raise ValueError(f"{self.clean_dir}: no audio files ({', '.join(AUDIO_EXTENSIONS)})")
+        self.pairs = [(noisy[k], clean[k]) for k in sorted(clean)]
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i):
+        return self.pairs[i]
+
+
+def split_table(split: str) -> list[dict]:
+    """The rows of the shipped split's table ``data/splits/<split>.csv`` (one per file: name,
+    speaker, SNR, duration...; see data/README.md), as dicts of strings."""
+    with open(corpus_dir() / "splits" / f"{split}.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def list_pairs(split: str, root=None) -> list[tuple[Path, Path]]:
+    """``(noisy_path, clean_path)`` pairs of one split, sorted by name.
+
+    Args:
+        split: a split's folder name, e.g. ``"train"``, ``"valid"``, ``"test"``, ``"unseen"``
+            (the shipped corpus has the :data:`SPLITS`).
+        root: ``None`` or ``"shipped"`` for the shipped corpus (``corpus_dir()/corpus``);
+            ``"voicebank"`` for the full corpus fetched by ``dcu data download voicebank``;
+            or any folder holding ``<split>/clean`` and ``<split>/noisy``.
+    """
+    if root is None or str(root) == "shipped":
+        base = corpus_dir() / "corpus"
+    elif str(root) == "voicebank":
+        base = voicebank_dir()
+        if not base.is_dir():
+            raise FileNotFoundError(f"{base}: full corpus not found; run `dcu data download voicebank` first")
+    else:
+        base = Path(root)
+    folder = base / split
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no '{split}' split here; expected {folder}/clean and {folder}/noisy")
+    return list(PairedFolder(folder / "clean", folder / "noisy").pairs)
+
+
+def list_clean(split: str, root=None) -> list[Path]:
+    """The clean files of a split, sorted: ``list_clean("p239_train")`` is VCTK p239's training
+    speech, which has no noisy side (it is mixed on the fly). ``root`` as in :func:`list_pairs`.
+    """
+    base = corpus_dir() / "corpus" if root is None or str(root) == "shipped" else Path(root)
+    folder = base / split / "clean"
+    files = list_audio_files(folder) if folder.is_dir() else []
+    if not files:
+        raise FileNotFoundError(f"{folder}: no clean audio files here; rebuild the corpus with "
+                                "`python -m dcu.scripts.build_corpus` or pass a folder holding clean/")
+    return files
+
+
+def training_sources(data: str = "shipped", train_pairs: str = "first_400", extra_speech: str = "") -> dict:
+    """The files a training run reads, without reading them: ``{"pairs", "speech", "noises"}``.
+
+    Args:
+        data: ``"shipped"``, ``"voicebank"`` or a folder holding ``train/{clean,noisy}``.
+        train_pairs: ``"first_400"`` (shipped corpus: the 400 pairs the first shipped models
+            trained on, column ``first_400`` of ``splits/train.csv``; other corpora: all) or
+            ``"all"``.
+        extra_speech: clean-only speech mixed on the fly: ``""`` (none), ``"p239"`` (the shipped
+            ``p239_train``) or a folder of clean recordings.
+
+    Returns:
+        ``pairs``: ``(noisy, clean)`` paths of ``train``; ``speech``: extra clean paths;
+        ``noises``: noise files, the shipped corpus's *training* noises (``splits/noise.json``;
+        held-out noises are never listed) or none for other corpora.
+    """
+    if train_pairs not in ("first_400", "all"):
+        raise ValueError(f"--train-pairs {train_pairs!r}: must be 'first_400' or 'all'")
+    shipped = data == "shipped"
+    pairs = list_pairs("train", None if shipped else data)
+    splits = corpus_dir() / "splits"
+    if shipped and train_pairs == "first_400" and (splits / "train.csv").exists():
+        first = {r["name"] for r in split_table("train") if r.get("first_400", "1") == "1"}
+        pairs = [p for p in pairs if Path(p[1]).stem in first]
+    noises = []
+    if shipped:
+        names = json.loads((splits / "noise.json").read_text())["train"]
+        noises = [corpus_dir() / "noise" / f"{n}.flac" for n in names]
+    if not extra_speech:
+        speech = []
+    elif extra_speech == "p239":
+        speech = list_clean("p239_train")
+    else:
+        folder = Path(extra_speech)
+        speech = list_audio_files(folder, recursive=True) if folder.is_dir() else []
+        if not speech:
+            raise FileNotFoundError(f"--extra-speech {extra_speech}: no audio files there; give 'p239' "
+                                    "or a folder of clean recordings")
+    return {"pairs": pairs, "speech": speech, "noises": noises}
+
+
+def validation_sets(data: str = "shipped", names: str = "valid", files: int = 0) -> dict:
+    """``{split: [(noisy, clean), ...]}`` for the comma-separated split ``names``.
+
+    Each split is looked up in ``data`` (as in :func:`list_pairs`) and, when that corpus lacks it,
+    in the shipped one, so ``p239_valid`` also scores a run on the full VoiceBank corpus (where
+    p239 is a *training* speaker: there it measures nothing held out). ``files`` > 0 keeps the
+    first ``files`` pairs of each split.
+    """
+    split_names = [n.strip() for n in str(names).split(",") if n.strip()]
+    if not split_names:
+        raise ValueError(f"--valid-sets {names!r}: give split names separated by commas, e.g. valid,p239_valid")
+    sets = {}
+    for name in split_names:
+        try:
+            pairs = list_pairs(name, None if data == "shipped" else data)
+        except FileNotFoundError:
+            if data == "shipped":
+                raise
+            pairs = list_pairs(name)
+        sets[name] = pairs[:files] if files else pairs
+    return sets
+
+
+def _describe_split(folder: Path) -> str:
+    clean = sorted((folder / "clean").glob("*.flac")) if (folder / "clean").is_dir() else []
+    speakers = sorted({p.stem.split("_")[0] for p in clean})
+    shown = ", ".join(speakers[:6]) + (", ..." if len(speakers) > 6 else "")
+    return f"{len(clean)} pairs, {len(speakers)} speakers ({shown})"
+
+
+def describe_corpora(cache=None) -> str:
+    """What ``dcu data info`` prints: the shipped splits (files, minutes, speakers), the noise
+    declaration, and whether the full corpus is ready in the cache (``cache`` as in
+    :func:`dcu.download.cache_dir`)."""
+    root = corpus_dir()
+    lines = [f"shipped corpus: {root / 'corpus'}"]
+    for split in SPLITS:
+        path = root / "splits" / f"{split}.csv"
+        if not path.exists():
+            lines.append(f"  {split:10s} missing ({path})")
+            continue
+        rows = split_table(split)
+        minutes = sum(float(r["duration_s"]) for r in rows) / 60
+        speakers = sorted({r["speaker"] for r in rows})
+        lines.append(f"  {split:10s} {len(rows):4d} pairs  {minutes:5.1f} min  speakers: {', '.join(speakers)}")
+    noise = root / "splits" / "noise.json"
+    if noise.exists():
+        decl = json.loads(noise.read_text())
+        lines.append(f"  noise      train: {', '.join(decl['train'])}; held out: {', '.join(decl['heldout'])}")
+    vb = voicebank_dir(cache)
+    lines.append(f"cache: {cache_dir(cache)}")
+    if (vb / "complete.json").exists():
+        lines.append(f"  voicebank: complete in {vb}")
+        for split in ("train", "valid", "test"):
+            lines.append(f"    {split:5s} {_describe_split(vb / split)}")
+    else:
+        have = [a.name for a in ARCHIVES if (vb / "archives" / a.name).exists()]
+        lines.append(f"  voicebank: not prepared ({len(have)} of {len(ARCHIVES)} archives downloaded); "
+                     "run `dcu data download voicebank`")
+    return "\n".join(lines)
+
+
+def data_cli(argv: list[str]) -> int:
+    """``dcu data download voicebank [--cache DIR]`` and ``dcu data info [--cache DIR]``."""
+    parser = argparse.ArgumentParser(prog="dcu data", description="The shipped corpus and the full VoiceBank+DEMAND.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    dl = sub.add_parser("download", help="download and convert a full corpus into the cache")
+    dl.add_argument("corpus", choices=["voicebank"])
+    dl.add_argument("--cache", help="cache folder (default $DCU_CACHE or ~/.cache/dcu)")
+    dl.add_argument("--base-url", default=BASE_URL, help=argparse.SUPPRESS)
+    info = sub.add_parser("info", help="show the shipped corpus and what is in the cache")
+    info.add_argument("--cache", help="cache folder (default $DCU_CACHE or ~/.cache/dcu)")
+    args = parser.parse_args(argv)
+    if args.command == "info":
+        print(describe_corpora(args.cache))
+        return 0
+    try:
+        out = prepare_voicebank(args.cache, args.base_url)
+    except (DownloadError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"VoiceBank+DEMAND ready in {out}; train with `dcu train --data voicebank`")
+    return 0
