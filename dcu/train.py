@@ -14,9 +14,9 @@ the validation split, keeping the best checkpoint. The training set, its augment
 defaults give the runs the shipped models came from, and ``data/checkpoints/train_general.sh``
 shows the set that generalizes.
 
-This module holds the run's configuration (:class:`TrainConfig`, ``dcu train``'s options), its
-data (:func:`make_datasets`) and validation (:func:`validate`); the loop itself is
-:mod:`dcu.trainer`, its checkpoints and resume :mod:`dcu.trainstate`.
+This module holds the run's configuration (:class:`TrainConfig`, ``dcu train``'s options) and its
+data (:func:`make_datasets`); validation is :mod:`dcu.validation` (:func:`validate`, importable
+from here too), the loop itself :mod:`dcu.trainer`, its checkpoints and resume :mod:`dcu.trainstate`.
 
 Book: book/07_training.ipynb
 """
@@ -25,22 +25,22 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import math
 import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
+from dcu.augment import GAIN_LIMITS, SPEED_LIMITS, parse_range
+from dcu.data import TrainingSet, training_sources, validation_sets
 from dcu.engine import tune_cpu
-from dcu.losses import wsdr_loss
-from dcu.trainstate import DATA_FIELDS  # noqa: F401 (public here)
-from dcu.trainer import TrainingError, TrainingLoop, lr_at, selection_score  # noqa: F401 (public here)
 from dcu.stft import SAMPLE_RATE
-from dcu.unet import DCUnet, ModelConfig
+from dcu.trainer import TrainingError, TrainingLoop, lr_at, selection_score  # noqa: F401 (public here)
+from dcu.trainstate import DATA_FIELDS  # noqa: F401 (public here)
+from dcu.unet import DCUnet, ModelConfig  # noqa: F401 (DCUnet: public here)
+from dcu.validation import validate, validation_score  # noqa: F401 (public here)
 
 
 #: The model options ``dcu train`` takes flat (``--arch``, ``--mask``, ``--network``,
@@ -159,8 +159,6 @@ LIMITS = {
 
 def _parses(text: str, name: str) -> bool:
     """Whether ``text`` is a valid ``--speed`` / ``--gain-db`` range (see :mod:`dcu.augment`)."""
-    from dcu.augment import GAIN_LIMITS, SPEED_LIMITS, parse_range
-
     try:
         parse_range(text, name, SPEED_LIMITS if name == "speed" else GAIN_LIMITS)
         return True
@@ -194,9 +192,6 @@ def make_datasets(cfg: TrainConfig):
     The validation pairs are a list for the defaults (``--valid-sets valid --select-by pesq``)
     and a dict ``{split: pairs}`` otherwise (scored by :func:`validate` set by set, with a score).
     """
-    from dcu.augment import GAIN_LIMITS, SPEED_LIMITS, parse_range
-    from dcu.data import TrainingSet, training_sources, validation_sets
-
     src = training_sources(cfg.data, cfg.train_pairs, cfg.extra_speech)
     train = TrainingSet(src["pairs"], src["noises"],
                         segment=int(cfg.segment_seconds * SAMPLE_RATE), items_per_file=cfg.items_per_file,
@@ -207,70 +202,6 @@ def make_datasets(cfg: TrainConfig):
     valid = validation_sets(cfg.data, cfg.valid_sets, cfg.valid_files)
     legacy = list(valid) == ["valid"] and cfg.select_by == "pesq"  # the log of the shipped runs
     return train, (valid["valid"] if legacy else valid)
-
-
-def validation_score(pesq: float, stoi: float) -> float:
-    """The ``--select-by pesq_stoi`` score of one validation set, in [0, 1], higher is better:
-    ``((PESQ - 1) / 3.5 + STOI) / 2``, PESQ (wide-band, 1 to 4.5) mapped to [0, 1] and counted
-    as much as STOI. Where PESQ is unavailable (nan) the score is STOI alone."""
-    if not np.isfinite(pesq):
-        return float(stoi)
-    return 0.5 * ((pesq - 1.0) / 3.5 + stoi)
-
-
-@torch.no_grad()
-def validate(model: DCUnet, pairs, device, select_by: str = "pesq") -> dict:
-    """Mean wSDR loss, SI-SDR, STOI and PESQ of ``model`` on full-length validation pairs.
-
-    ``pairs`` may be a dict ``{split: pairs}``: then every metric is also given per split
-    (``"<split>_pesq"``...), the unprefixed ones average all files, and ``"score"`` is the mean
-    over splits of :func:`validation_score` (``select_by="pesq_stoi"``) or of PESQ, so each set
-    counts equally however many files it has.
-    """
-    if isinstance(pairs, dict):
-        per = {name: validate(model, p, device) for name, p in pairs.items()}
-        sizes = {name: len(p) for name, p in pairs.items()}
-        out = {}
-        for k in ("wsdr", "si_sdr", "stoi", "pesq"):  # the mean over all files of all sets
-            have = [n for n in per if np.isfinite(per[n][k])]
-            out[k] = float(sum(per[n][k] * sizes[n] for n in have) / sum(sizes[n] for n in have)) \
-                if have else float("nan")
-        for name, v in per.items():
-            out.update({f"{name}_{k}": x for k, x in v.items()})
-        scores = [validation_score(v["pesq"], v["stoi"]) if select_by == "pesq_stoi" else v["pesq"]
-                  for v in per.values()]
-        out["score"] = float(np.mean(scores))
-        return out
-    from dcu.audio import load_audio
-    from dcu import metrics
-
-    was_training = model.training
-    model.eval()
-    benchmark = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = False  # every file has its own length: don't re-tune each
-    rows = []
-    for noisy_path, clean_path in pairs:
-        noisy = torch.from_numpy(load_audio(noisy_path)).to(device)
-        clean = load_audio(clean_path)
-        est = model(noisy.unsqueeze(0))[0]
-        loss = float(wsdr_loss(noisy, torch.from_numpy(clean).to(device), est))
-        e = est.float().cpu().numpy()
-        row = {"wsdr": loss, "si_sdr": metrics.si_sdr(clean, e)}
-        # a metric's package missing (a bare GPU box): NaN, and the best checkpoint is chosen by
-        # SI-SDR (selection_score); metrics.pesq itself returns NaN where PESQ is undefined (no speech)
-        try:
-            row["stoi"] = metrics.stoi(clean, e)
-        except ImportError:
-            row["stoi"] = float("nan")
-        try:
-            row["pesq"] = metrics.pesq(clean, e)
-        except ImportError:
-            row["pesq"] = float("nan")
-        rows.append(row)
-    model.train(was_training)
-    torch.backends.cudnn.benchmark = benchmark
-    return {k: float(np.nanmean([r[k] for r in rows])) if rows else float("nan") for k in
-            ("wsdr", "si_sdr", "stoi", "pesq")}
 
 
 class Trainer(TrainingLoop):

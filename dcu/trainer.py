@@ -56,7 +56,7 @@ def _device(cfg: TrainConfig, local_rank: int) -> torch.device:
 
 def selection_score(valid: dict) -> float:
     """Higher is better: ``valid["score"]`` where validation gave one (several validation sets,
-    see :func:`dcu.train.validate`), else validation PESQ, or SI-SDR/10 where PESQ is
+    see :func:`dcu.validation.validate`), else validation PESQ, or SI-SDR/10 where PESQ is
     unavailable."""
     if np.isfinite(valid.get("score", float("nan"))):
         return valid["score"]

@@ -11,6 +11,7 @@ import torch
 
 import dcu.train as train_mod
 from dcu.data import validation_sets
+from dcu.losses import wsdr_loss
 import dcu.trainer as trainer_mod
 from dcu.train import TrainConfig, TrainingError, lr_at, train
 
@@ -46,8 +47,8 @@ def test_loss_goes_down_on_real_speech(tmp_path, small_corpus):
     noisy, clean = zip(*[ds[i] for i in range(8)])
     noisy, clean = torch.stack(noisy), torch.stack(clean)
     with torch.no_grad():
-        untrained = train_mod.wsdr_loss(noisy, clean, model(noisy)).item()
-        best = train_mod.wsdr_loss(noisy, clean, _load(tmp_path)(noisy)).item()
+        untrained = wsdr_loss(noisy, clean, model(noisy)).item()
+        best = wsdr_loss(noisy, clean, _load(tmp_path)(noisy)).item()
     assert best < untrained - 0.1, (untrained, best, trainer_losses)
 
 
