@@ -24,6 +24,7 @@ import math
 import numpy as np
 
 from dcu.audio import resample
+from dcu.stft import SAMPLE_RATE
 
 __all__ = ["apply_gain", "crop_with_speed", "draw_speed", "parse_range", "speed_perturb"]
 
@@ -49,7 +50,7 @@ def parse_range(text: str, option: str, limits: tuple[float, float]) -> tuple[fl
     return lo, hi
 
 
-def speed_perturb(wav: np.ndarray, factor: float, sample_rate: int = 16000) -> np.ndarray:
+def speed_perturb(wav: np.ndarray, factor: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Play ``wav`` ``factor`` times faster: ``ceil(len / factor)`` samples, frequencies x ``factor``.
 
     The waveform is read as if it had been sampled at ``factor * sample_rate`` and resampled to
