@@ -11,7 +11,7 @@ training noise at 0/5/10/15 dB (``--remix-snrs``), gradient clipping at norm 5, 
 the validation split, keeping the best checkpoint. The training set, its augmentations
 (:mod:`dcu.augment`) and the validation sets are options too (``--train-pairs``, ``--extra-speech``,
 ``--speed``, ``--gain-db``, ``--speech-free-prob``, ``--valid-sets``, ``--select-by``); their
-defaults give the runs the shipped models came from, and ``data/checkpoints/train_general.sh``
+defaults give the runs the shipped models came from, and ``dcu/scripts/train_general.sh``
 shows the set that generalizes.
 
 This module holds the run's configuration (:class:`TrainConfig`, ``dcu train``'s options) and its

@@ -5,7 +5,8 @@ import pytest
 from dcu import DCUnet
 from dcu.architectures import ARCHITECTURES, Architecture, get_architecture
 
-# The encoder rows of ../shared/PAPER.md, copied by hand: (in, out, (kf, kt), (sf, st)).
+# The encoder rows of the paper's architecture table (Choi et al., ICLR 2019, arXiv 1903.03107,
+# appendix), copied by hand: (in, out, (kf, kt), (sf, st)).
 PAPER_ENCODERS = {
     "DCUnet-10": [
         (1, 32, (7, 5), (2, 2)), (32, 64, (7, 5), (2, 2)), (64, 64, (5, 3), (2, 2)),
@@ -62,7 +63,7 @@ def test_spot_check_decoders():
     assert d20[0] == (90, 64, (5, 3), (2, 1)) and d20[-1] == (64, 1, (7, 1), (1, 1))
     assert d20[-2] == (64, 32, (1, 7), (1, 1))
     large = ARCHITECTURES["Large-DCUnet-20"].decoders
-    assert [d[0] for d in large] == [128] + [180] * 7 + [135, 135]  # PAPER.md: 128, 180, 135
+    assert [d[0] for d in large] == [128] + [180] * 7 + [135, 135]  # the paper's appendix: 128, 180, 135
     assert [d[1] for d in large] == [90] * 9 + [1]
 
 

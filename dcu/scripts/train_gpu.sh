@@ -1,6 +1,6 @@
 #!/bin/bash
 # GPU training driver: trains DCUnet-10/16/20 concurrently on one GPU within a wall-clock budget.
-# Usage: bash data/checkpoints/train_gpu.sh BUDGET_MINUTES   (from the repository root)
+# Usage: bash dcu/scripts/train_gpu.sh BUDGET_MINUTES   (from the repository root)
 # Needs dcu installed with its dependencies (`pip install -e .`); without the `pesq` package the
 # best checkpoint is chosen by validation SI-SDR. Writes weights-only checkpoints
 # (dcunet10/16/20.pt, `dcu checkpoint strip`) and the training logs to $OUT.

@@ -17,9 +17,9 @@
 #
 # Usage (from the repository root; resumable: rerun the same command after any interruption,
 # a finished run is a quick no-op):
-#   bash data/checkpoints/train_general.sh cpu [RUNS_DIR]    one thread per process
+#   bash dcu/scripts/train_general.sh cpu [RUNS_DIR]    one thread per process
 #   MODELS="10" bash ... cpu & MODELS="16 20" bash ... cpu  two processes on the 2-core machine
-#   bash data/checkpoints/train_general.sh gpu [RUNS_DIR]    the three models at once on one GPU
+#   bash dcu/scripts/train_general.sh gpu [RUNS_DIR]    the three models at once on one GPU
 # Logs: RUNS_DIR/general{10,16,20}.log; runs: RUNS_DIR/general{10,16,20}/ (best.pt, last.pt,
 # log.csv with valid_score and per-set valid_p239_valid_pesq ...).
 set -eu

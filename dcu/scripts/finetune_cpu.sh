@@ -9,9 +9,9 @@
 # of being knocked out of its minimum. `--init` validates the starting weights at step 0, so
 # best.pt (kept by validation PESQ) is never worse than the model it started from.
 #
-# A first attempt with a larger learning rate (2e-4) is described in README.md: on the test split
-# it traded PESQ, CSIG and STOI for SI-SDR and SSNR, so it was not shipped.
-# Usage: bash data/checkpoints/finetune_cpu.sh [RUNS_DIR]   (from the repository root)
+# A first attempt with a larger learning rate (2e-4) is described in data/checkpoints/README.md:
+# on the test split it traded PESQ, CSIG and STOI for SI-SDR and SSNR, so it was not shipped.
+# Usage: bash dcu/scripts/finetune_cpu.sh [RUNS_DIR]   (from the repository root)
 set -eu
 RUNS=${1:-runs}
 mkdir -p "$RUNS"

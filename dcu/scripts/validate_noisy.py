@@ -1,6 +1,6 @@
 """Check dcu's metrics against the paper's "noisy input" row on the real VoiceBank+DEMAND pairs.
 
-    python data/validation/validate_noisy.py [--data DIR] [--jobs N]
+    python -m dcu.scripts.validate_noisy [--data DIR] [--jobs N]      (from the repository root)
 
 Scores every unprocessed noisy file against its clean reference (dcu.evaluate.evaluate_pairs,
 parallel, with a progress bar), compares the means with Choi et al. (2019), Table 2, and writes
@@ -15,26 +15,24 @@ subset of the per-file values stored here, so a change to the metric code fails 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
-import sys
 import time
+from importlib.metadata import version
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent.parent))  # run from a checkout without installing
+from dcu.atomic import atomic_write, write_json
+from dcu.data import PairedFolder
+from dcu.evaluate import evaluate_pairs
 
-from dcu.data import PairedFolder  # noqa: E402
-from dcu.evaluate import evaluate_pairs  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]  # dcu/scripts/ -> the repository root
+REPORT_DIR = REPO / "data" / "validation"
 
 PAPER = {"pesq": 1.97, "csig": 3.35, "cbak": 2.44, "covl": 2.63, "ssnr": 1.68}
 TOLERANCE = {"pesq": 0.05, "csig": 0.05, "cbak": 0.05, "covl": 0.05, "ssnr": 0.3}
-DEFAULT_DATA = HERE.parent.parent.parent / "shared" / "data" / "voicebank_demand_test"
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "voicebank_demand_test"
 
 
 def _versions() -> dict:
-    from importlib.metadata import version
-
     out = {"python": platform.python_version()}
     for pkg in ("numpy", "scipy", "pesq", "pystoi"):
         out[pkg] = version(pkg)
@@ -47,7 +45,7 @@ def _readme(doc: dict) -> str:
         "",
         f"Unprocessed noisy input against clean reference on the {doc['n_files']} real "
         "VoiceBank+DEMAND test pairs (the paper used all 824; 100 are not available offline). "
-        "Produced by `python data/validation/validate_noisy.py`; per-file values in "
+        "Produced by `python -m dcu.scripts.validate_noisy`; per-file values in "
         "`noisy_724.json`.",
         "",
         "| metric | paper | dcu (mean ± 95% CI) | difference | tolerance | within |",
@@ -82,7 +80,7 @@ def main(argv=None) -> int:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA,
                    help="folder with clean/ and noisy/ (default: %(default)s)")
     p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--out", type=Path, default=HERE, help="where to write the report")
+    p.add_argument("--out", type=Path, default=REPORT_DIR, help="where to write the report (default: %(default)s)")
     args = p.parse_args(argv)
 
     folder = PairedFolder(args.data / "clean", args.data / "noisy")
@@ -105,12 +103,8 @@ def main(argv=None) -> int:
         "versions": _versions(),
         "files": rows,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name, text in (("noisy_724.json", json.dumps(doc, indent=1) + "\n"),
-                       ("README.md", _readme(doc))):
-        tmp = args.out / f".{name}.tmp"
-        tmp.write_text(text)
-        tmp.replace(args.out / name)
+    write_json(args.out / "noisy_724.json", doc, indent=1)
+    atomic_write(args.out / "README.md", lambda tmp: tmp.write_text(_readme(doc)))
     print(_readme(doc))
     return 0 if all(doc["within"].values()) else 1
 

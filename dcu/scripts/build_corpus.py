@@ -1,6 +1,6 @@
 """Build the shipped corpus in data/ from the real recordings in ../shared/data.
 
-    python data/build_corpus.py [SOURCE] [--force]
+    python -m dcu.scripts.build_corpus [SOURCE] [--force]      (from the repository root)
 
 SOURCE defaults to ``../shared/data`` next to the repository. The build is deterministic (fixed
 seed, sorted inputs): running it twice gives the same split lists and the same files. See
@@ -13,17 +13,16 @@ import argparse
 import csv
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from dcu.audio import load_audio, save_audio
+from dcu.data import PairedFolder, mix_at_snr, snr_db
+from dcu.stft import SAMPLE_RATE
 
-from dcu.audio import load_audio, save_audio  # noqa: E402
-from dcu.data import PairedFolder, mix_at_snr, snr_db  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]  # dcu/scripts/ -> the repository root
 
 SEED = 2019
 TEST_SNRS = (2.5, 7.5, 12.5, 17.5)  # the VoiceBank+DEMAND test SNRs
@@ -69,10 +68,10 @@ def copy_pair(row: dict, split: str, out: Path) -> None:
         src, dst = row[side], out / "corpus" / split / side / f"{row['name']}.flac"
         dst.parent.mkdir(parents=True, exist_ok=True)
         info = sf.info(str(src))
-        if (info.format, info.subtype, info.samplerate, info.channels) == ("FLAC", "PCM_16", 16000, 1):
+        if (info.format, info.subtype, info.samplerate, info.channels) == ("FLAC", "PCM_16", SAMPLE_RATE, 1):
             shutil.copyfile(src, dst)  # already in the shipped format: copy bits, no re-encoding
         else:
-            save_audio(dst, load_audio(src), 16000)
+            save_audio(dst, load_audio(src), SAMPLE_RATE)
 
 
 def write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
@@ -86,8 +85,8 @@ def write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
 def mix_and_save(clean: np.ndarray, noise: np.ndarray, snr: float, rng, clean_dst: Path, noisy_dst: Path) -> float:
     noisy, _ = mix_at_snr(clean, noise, snr, power="active", rng=rng)
     scale = min(1.0, PEAK / float(np.max(np.abs(noisy))))
-    save_audio(clean_dst, clean * scale, 16000)
-    save_audio(noisy_dst, noisy * scale, 16000)
+    save_audio(clean_dst, clean * scale, SAMPLE_RATE)
+    save_audio(noisy_dst, noisy * scale, SAMPLE_RATE)
     # what a reader measures from the 16-bit files, for the csv
     return snr_db(load_audio(clean_dst), load_audio(noisy_dst) - load_audio(clean_dst), power="active")
 
@@ -105,7 +104,7 @@ def speech_span(wav: np.ndarray, margin: float = TRIM_MARGIN, frame: int = 320) 
     energy = 10 * np.log10(np.convolve(power, np.ones(5) / 5, mode="same") + 1e-12)
     threshold = max(energy.max() - 35.0, np.percentile(energy, 10) + 12.0)
     active = np.flatnonzero(energy >= threshold)
-    pad = int(round(margin * 16000))
+    pad = int(round(margin * SAMPLE_RATE))
     return max(0, active[0] * frame - pad), min(wav.size, (active[-1] + 1) * frame + pad)
 
 
@@ -130,11 +129,11 @@ def build_p239(source: Path, out: Path, noise_dir: Path) -> None:
             raw = load_audio(path)
             a, b = speech_span(raw)
             clean = raw[a:b]
-            row = dict(name=path.stem, speaker="p239", duration_s=f"{clean.size / 16000:.3f}",
-                       trimmed_s=f"{(raw.size - clean.size) / 16000:.3f}")
+            row = dict(name=path.stem, speaker="p239", duration_s=f"{clean.size / SAMPLE_RATE:.3f}",
+                       trimmed_s=f"{(raw.size - clean.size) / SAMPLE_RATE:.3f}")
             d = out / "corpus" / split
             if split == "p239_train":
-                save_audio(d / "clean" / path.name, clean, 16000)
+                save_audio(d / "clean" / path.name, clean, SAMPLE_RATE)
             else:
                 name, snr = HELDOUT_NOISES[i % len(HELDOUT_NOISES)], P239_SNRS[i % len(P239_SNRS)]
                 noise = noises[name]
@@ -156,7 +155,7 @@ def build(source: Path, out: Path, n_test: int, n_valid: int, n_train: int | Non
         clean, noisy = load_audio(clean_path), load_audio(noisy_path)
         est = snr_db(clean, noisy - clean, power="active")
         rows.append(dict(name=clean_path.stem, speaker=clean_path.stem.split("_")[0], snr_db=f"{est:.2f}",
-                         snr_bin=nearest_bin(est), duration_s=f"{clean.size / 16000:.3f}",
+                         snr_bin=nearest_bin(est), duration_s=f"{clean.size / SAMPLE_RATE:.3f}",
                          clean=clean_path, noisy=noisy_path))
     test, rest = stratified_pick(rows, n_test, rng)
     valid, rest = stratified_pick(rest, n_valid, rng)
@@ -203,7 +202,7 @@ def build(source: Path, out: Path, n_test: int, n_valid: int, n_train: int | Non
         speaker = path.stem.split("_")[3] if path.stem.startswith("cmu_arctic_us_") else "cmu_arctic"
         clean = load_audio(path)
         unseen.append(dict(name=path.stem, speaker=speaker, snr_db=f"{est:.2f}", snr_bin=snr,
-                           duration_s=f"{clean.size / 16000:.3f}", noise=HELDOUT_NOISES[k]))
+                           duration_s=f"{clean.size / SAMPLE_RATE:.3f}", noise=HELDOUT_NOISES[k]))
     write_csv(out / "splits" / "unseen.csv", unseen, fields + ["noise"])
     print(f"unseen: {len(unseen)} pairs")
 

@@ -1,0 +1,20 @@
+"""The maintainers' scripts: how the shipped corpus was built, the metrics validated against the
+paper, and the shipped checkpoints trained. Users never need them; they are kept so that every
+asset in ``data/`` can be remade and checked.
+
+Run them from the repository root:
+
+- ``python -m dcu.scripts.build_corpus [SOURCE] [--force]``: the shipped corpus in
+  ``data/corpus``, ``data/noise`` and ``data/splits`` (protocol: data/README.md);
+- ``python -m dcu.scripts.validate_noisy [--data DIR]``: the metrics on the real VoiceBank+DEMAND
+  noisy inputs against the paper's "noisy" row (``data/validation/``);
+- ``bash dcu/scripts/train_gpu.sh BUDGET_MINUTES``, ``bash dcu/scripts/finetune_cpu.sh``,
+  ``bash dcu/scripts/train_general.sh cpu|gpu``: the training drivers of the shipped checkpoints
+  and of the generalizing fine-tune (data/checkpoints/README.md).
+
+``data/`` holds only assets and results. These scripts may import anything in :mod:`dcu`;
+nothing in :mod:`dcu` imports them (tests/test_layout.py checks both).
+
+Book: book/01_introduction.ipynb (the corpus), book/07_training.ipynb (the shipped runs),
+book/08_evaluation.ipynb (the metrics).
+"""
