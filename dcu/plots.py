@@ -64,11 +64,11 @@ def plot_spectrograms(named: dict, sample_rate: int = SAMPLE_RATE, ncols: int | 
     nrows = -(-n // ncols)
     width = width or min(7.5, 2.6 * ncols + 0.9)
     fig, axes = plt.subplots(nrows, ncols, figsize=(width, height * nrows), squeeze=False,
-                             sharex=True, sharey=True, layout="constrained")
+                             sharey=True, layout="constrained")
     for ax, (title, wav) in zip(axes.flat, named.items()):
         im = plot_spectrogram(wav, ax, sample_rate)
         ax.set_title(title, fontsize=9)
-    for ax in axes.flat:  # shared axes: label only the outer ones
+    for ax in axes.flat:  # time labels on the last row, frequency on the first column
         if not ax.get_subplotspec().is_last_row():
             ax.set_xlabel("")
         if not ax.get_subplotspec().is_first_col():
