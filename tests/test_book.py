@@ -182,7 +182,8 @@ def test_citations_and_bibliography_match():
     keys = _bib_keys()
     unknown = {k: sorted(v) for k, v in cited.items() if k not in keys}
     assert not unknown, f"cited but not in book/references.bib: {unknown}"
-    assert keys - set(cited) == set(), f"in references.bib but never cited: {sorted(keys - set(cited))}"
+    unused = sorted(keys - set(cited))
+    assert not unused, f"in references.bib but never cited: {unused}"
     assert "choi2019phase" in cited and len(cited) >= 20
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     assert config["bibtex_bibfiles"] == ["book/references.bib"]
@@ -406,7 +407,8 @@ OVERFLOW_CHECK = r"""
   for (const el of document.querySelectorAll('body *')) {
     const box = el.getBoundingClientRect();
     if (box.width > 0 && box.right > width + 1 && out.length < 5 && !clipped(el))
-      out.push(`${el.tagName.toLowerCase()}.${[...el.classList].join('.')} right=${Math.round(box.right)}`);
+      out.push(`${el.tagName.toLowerCase()}.${[...el.classList].join('.')} ` +
+               `right=${Math.round(box.right)}`);
   }
   return JSON.stringify({scrollWidth: root.scrollWidth, clientWidth: width, sticking_out: out});
 })()
@@ -472,8 +474,8 @@ def test_built_page_works_in_chromium(page, site, browser):
         for domain in ("Runtime", "Log", "Network", "Page"):
             browser.call(f"{domain}.enable", session=session)
         browser.call("Fetch.enable", {"patterns": [{"urlPattern": "*"}]}, session=session)
-        metrics = lambda width: {"width": width, "height": 900, "deviceScaleFactor": 1,  # noqa: E731
-                                 "mobile": False}
+        metrics = lambda width: {  # noqa: E731
+            "width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False}
         browser.call("Emulation.setDeviceMetricsOverride", metrics(WIDTHS["desktop"]), session)
         browser.call("Page.navigate", {"url": url}, session=session)
         browser.wait_for("Page.loadEventFired", session, timeout=120)
