@@ -42,19 +42,36 @@ def plot_spectrogram(wav, ax=None, sample_rate: int = SAMPLE_RATE, title: str | 
 
 
 def plot_spectrograms(named: dict, sample_rate: int = SAMPLE_RATE, ncols: int | None = None,
-                      height: float = 2.6):
-    """A row (or grid) of spectrograms, one per ``{title: waveform}`` entry. Returns the figure."""
+                      height: float = 2.2, width: float | None = None, colorbar: bool = True):
+    """A row (or grid) of spectrograms, one per ``{title: waveform}`` entry. Returns the figure.
+
+    ``width`` (inches) defaults to what fits the book's text column (at most 7.5 in, three
+    panels a row unless ``ncols`` says otherwise), so labels stay legible at 100 % zoom; every
+    panel shares one colour scale (dB re. each clip's own peak) and one colour bar.
+    """
     import matplotlib.pyplot as plt
 
     n = len(named)
-    ncols = ncols or n
+    if n == 0:
+        raise ValueError("plot_spectrograms: no waveforms given; pass {title: waveform, ...}")
+    ncols = ncols or min(n, 3)
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, height * nrows), squeeze=False)
+    width = width or min(7.5, 2.6 * ncols + 0.9)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height * nrows), squeeze=False,
+                             sharey=True, layout="constrained")
     for ax, (title, wav) in zip(axes.flat, named.items()):
-        plot_spectrogram(wav, ax, sample_rate, title)
+        im = plot_spectrogram(wav, ax, sample_rate)
+        ax.set_title(title, fontsize=9)
+    for ax in axes.flat:  # time labels on the last row, frequency on the first column
+        if not ax.get_subplotspec().is_last_row():
+            ax.set_xlabel("")
+        if not ax.get_subplotspec().is_first_col():
+            ax.set_ylabel("")
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    fig.tight_layout()
+    if colorbar:
+        fig.colorbar(im, ax=axes, label="dB re. peak", shrink=min(1.0, 0.5 + 0.25 * nrows),
+                     aspect=max(10, 8 * nrows))
     return fig
 
 
@@ -65,14 +82,41 @@ def audio(wav, sample_rate: int = SAMPLE_RATE):
     return Audio(as_numpy(wav).astype(np.float32), rate=sample_rate, normalize=True)
 
 
+def audio_grid(named: dict, sample_rate: int = SAMPLE_RATE, title: str | None = None):
+    """Labelled audio players, ``{label: waveform}``, in a row that wraps onto the next line
+    when the page is narrow (an HTML table of players would scroll sideways instead).
+
+    Returns an ``IPython.display.HTML`` object; the labels are HTML-escaped.
+    """
+    import html
+
+    from IPython.display import HTML
+
+    items = "".join(
+        "<figure style='margin:0;min-width:0'>"
+        f"<figcaption style='font-size:0.9em'>{html.escape(str(label))}</figcaption>"
+        f"{audio(wav, sample_rate)._repr_html_()}</figure>"
+        for label, wav in named.items())
+    heading = f"<p style='margin:0.4em 0 0.2em;font-weight:600'>{html.escape(title)}</p>" \
+        if title else ""
+    return HTML(f"<div class='dcu-audio-grid'>{heading}<div style='display:flex;"
+                f"flex-wrap:wrap;gap:0.4em 1.2em;align-items:flex-end'>{items}</div></div>")
+
+
 def plot_log(logs: dict, metrics=("train_loss", "valid_wsdr", "valid_si_sdr", "valid_stoi"),
              x: str = "step"):
     """Training curves of one or more runs, ``{label: rows}``, one panel per metric."""
     import matplotlib.pyplot as plt
 
     metrics = [m for m in metrics if any(m in r for rows in logs.values() for r in rows)]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.8 * len(metrics), 3.0), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
+    # two panels a row, so four curves fit the book's text column with legible labels
+    ncols = min(2, len(metrics))
+    nrows = -(-len(metrics) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.75 * ncols, 2.7 * nrows), squeeze=False,
+                             layout="constrained")
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.axis("off")
+    for ax, metric in zip(axes.flat, metrics):
         for label, rows in logs.items():
             pts = [(r[x], r[metric]) for r in rows if metric in r and np.isfinite(r[metric])]
             if pts:
@@ -81,7 +125,6 @@ def plot_log(logs: dict, metrics=("train_loss", "valid_wsdr", "valid_si_sdr", "v
         ax.set_title(metric.replace("_", " "))
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
     return fig
 
 

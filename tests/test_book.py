@@ -1,10 +1,16 @@
 """The book: committed notebooks are clean, chapters import rather than define code, and the built
 HTML works in a real browser.
 
+Every exercise has a worked solution in a hidden code cell tagged ``solution``, which the build
+executes; every citation names an entry of ``book/references.bib`` and every entry is cited.
+
 The last group builds the whole book (``jupyter-book build . --all -W``: every chapter executes,
-a warning fails) and opens every chapter page in headless Chromium (Debian's ``chromium``),
-driven over the Chrome DevTools Protocol, to check that every image loads, every audio player
-has a source the browser can decode, and the page logs no errors.
+a warning fails) into ``_build/html`` (where a reader opens it afterwards) and opens every page
+in headless Chromium (Debian's ``chromium``), driven over the Chrome DevTools Protocol, to check
+that every image loads, every audio player has a source the browser can decode, every equation
+is typeset by the MathJax the book serves itself, nothing is requested from off the machine, no
+page scrolls sideways at a desktop or a phone width, figures are not shrunk below legibility, and
+the page logs no errors.
 
 Environment: ``DCU_SKIP_BOOK=1`` skips the build and the browser checks (CI never sets it);
 ``DCU_BOOK_HTML=<dir>`` checks an already built ``_build/html`` instead of building again.
@@ -58,11 +64,12 @@ def _code_cells(path: Path) -> list:
 
 def test_toc_lists_every_chapter_and_only_existing_ones():
     listed = {p for p in PAGES}
-    on_disk = {f"book/{p.stem}" for p in NOTEBOOKS} | {"book/index"}
+    on_disk = {f"book/{p.stem}" for p in [*NOTEBOOKS, *BOOK.glob("*.md")]}
     assert on_disk - listed == set(), f"notebooks missing from _toc.yml: {sorted(on_disk - listed)}"
     assert listed - on_disk == set(), f"_toc.yml lists missing files: {sorted(listed - on_disk)}"
-    chapters = [p for p in PAGES if p != "book/index"]
+    chapters = [p for p in PAGES if Path(p).name[:2].isdigit()]
     assert chapters == sorted(chapters), "chapters in _toc.yml are not in numbered order"
+    assert PAGES[-2:] == ["book/glossary", "book/references"], "glossary and references come last"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -116,6 +123,73 @@ def test_definition_check_catches_defs_and_allows_lambdas():
     assert not DEFINITION.search("f = lambda a: a + 1\nprint('def x')\nundefined = 2\n")
 
 
+# --- exercises, solutions, citations ----------------------------------------------------------
+
+EXERCISE = re.compile(r"^(\d+)\. ", re.M)
+SOLUTION_HEAD = re.compile(r"\A# Solution to exercise (\d+)\b")
+HIDDEN = {"hide-cell", "hide-input", "dropdown"}
+
+
+def _exercise_numbers(nb) -> list[int]:
+    """Numbers of the items of the chapter's ``## Exercises`` list."""
+    cells = [c for c in nb.cells if c.cell_type == "markdown" and "## Exercises" in c.source]
+    assert len(cells) == 1, "a chapter has exactly one '## Exercises' section"
+    return [int(n) for n in EXERCISE.findall(cells[0].source.split("## Exercises", 1)[1])]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_exercise_has_a_hidden_executed_solution(path):
+    nb = nbformat.read(path, as_version=4)
+    exercises = _exercise_numbers(nb)
+    assert exercises == list(range(1, len(exercises) + 1)) and len(exercises) >= 4, (
+        f"{path.name}: exercises numbered {exercises}")
+    solutions = [c for c in nb.cells if "solution" in c.metadata.get("tags", [])]
+    assert all(c.cell_type == "code" for c in solutions), (
+        f"{path.name}: a 'solution' cell must be code, so that the build runs it")
+    numbers = [int(m.group(1)) if (m := SOLUTION_HEAD.match(c.source)) else None for c in solutions]
+    assert numbers == exercises, (f"{path.name}: solutions {numbers} for exercises {exercises}; "
+                                  "each starts with '# Solution to exercise N'")
+    shown = [n for n, c in zip(numbers, solutions) if not HIDDEN & set(c.metadata["tags"])]
+    assert not shown, f"{path.name}: solutions {shown} are not hidden (tag them hide-cell)"
+    last = max(i for i, c in enumerate(nb.cells) if "solution" in c.metadata.get("tags", []))
+    assert last == len(nb.cells) - 1, f"{path.name}: the solutions close the chapter"
+
+
+def test_exercise_and_solution_checks_catch_a_gap():
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("## Exercises\n\n1. one\n2. two\n")])
+    assert _exercise_numbers(nb) == [1, 2]
+    assert SOLUTION_HEAD.match("# Solution to exercise 12: x").group(1) == "12"
+    assert not SOLUTION_HEAD.match("x = 1\n# Solution to exercise 1")
+
+
+CITE = re.compile(r"\{cite(?::[a-z]+)?\}`([^`]+)`")
+
+
+def _bib_keys() -> set[str]:
+    return set(re.findall(r"^@\w+\{([^,\s]+),", (BOOK / "references.bib").read_text(), re.M))
+
+
+def test_citations_and_bibliography_match():
+    cited = {}
+    for path in [*NOTEBOOKS, *BOOK.glob("*.md")]:
+        text = (path.read_text() if path.suffix == ".md" else
+                "\n".join(c.source for c in nbformat.read(path, as_version=4).cells
+                          if c.cell_type == "markdown"))
+        for keys in CITE.findall(text):
+            for key in keys.split(","):
+                cited.setdefault(key.strip(), set()).add(path.name)
+    keys = _bib_keys()
+    unknown = {k: sorted(v) for k, v in cited.items() if k not in keys}
+    assert not unknown, f"cited but not in book/references.bib: {unknown}"
+    unused = sorted(keys - set(cited))
+    assert not unused, f"in references.bib but never cited: {unused}"
+    assert "choi2019phase" in cited and len(cited) >= 20
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert config["bibtex_bibfiles"] == ["book/references.bib"]
+    assert "{bibliography}" in (BOOK / "references.md").read_text()
+
+
 # --- build the book and open it in Chromium --------------------------------------------------
 
 skip_book = pytest.mark.skipif(os.environ.get("DCU_SKIP_BOOK") == "1",
@@ -123,25 +197,27 @@ skip_book = pytest.mark.skipif(os.environ.get("DCU_SKIP_BOOK") == "1",
 
 
 @pytest.fixture(scope="module")
-def html_dir(tmp_path_factory) -> Path:
-    """The built HTML: ``$DCU_BOOK_HTML`` if set, else a fresh ``jupyter-book build --all -W``."""
+def html_dir() -> Path:
+    """The built HTML: ``$DCU_BOOK_HTML`` if set, else a fresh ``jupyter-book build --all -W``
+    into the repository's ``_build/html`` (git-ignored), which the reader opens afterwards."""
     given = os.environ.get("DCU_BOOK_HTML")
     if given:
         path = Path(given)
         assert (path / "index.html").exists(), f"DCU_BOOK_HTML={given} holds no built book"
         return path
-    exe = shutil.which("jupyter-book")
+    # the jupyter-book of the Python running the tests (a venv's, even when it is not activated)
+    beside = Path(sys.executable).with_name("jupyter-book")
+    exe = str(beside) if beside.exists() else shutil.which("jupyter-book")
     assert exe, 'jupyter-book is not installed; run: pip install -e ".[book,test]"'
-    out = tmp_path_factory.mktemp("book")
     start = time.perf_counter()
     proc = subprocess.run([exe, "build", str(ROOT), "--all", "-W", "--keep-going",
-                           "--path-output", str(out)],
+                           "--path-output", str(ROOT)],
                           capture_output=True, text=True, timeout=1800)
     took = time.perf_counter() - start
     log = proc.stdout + proc.stderr
     print(f"book built in {took:.0f} s")
     assert proc.returncode == 0, f"jupyter-book build failed ({took:.0f} s):\n{log[-6000:]}"
-    return out / "_build" / "html"
+    return ROOT / "_build" / "html"
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
@@ -260,12 +336,33 @@ def browser():
 PAGE_CHECK = r"""
 (async () => {
   const settle = (p, ms) => Promise.race([p, new Promise(r => setTimeout(() => r('timeout'), ms))]);
+  // Equations: MathJax (served from the book's _static) must have typeset every .math element,
+  // and no TeX delimiter may be left in the text a reader sees (code blocks excepted).
+  let mathjax = 'absent';
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+    try { mathjax = String(await settle(MathJax.startup.promise.then(() => 'ok'), 60000)); }
+    catch (e) { mathjax = String(e); }
+  }
+  const mathNodes = [...document.querySelectorAll('.math')];
+  const untypeset = mathNodes.filter(el => !el.querySelector('mjx-container'))
+    .map(el => el.textContent.slice(0, 80));
+  const rawTex = [];
+  const walker = document.createTreeWalker(document.querySelector('main') || document.body,
+                                           NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const node = walker.currentNode;
+    if (node.parentElement.closest('pre, code, script, style, textarea, mjx-container')) continue;
+    if (/\\\(|\\\[|\$\$/.test(node.textContent)) rawTex.push(node.textContent.trim().slice(0, 80));
+  }
+  const math = {mathjax, elements: mathNodes.length,
+                typeset: document.querySelectorAll('mjx-container').length, untypeset, rawTex};
   const images = [];
   for (const img of document.querySelectorAll('img')) {
     img.loading = 'eager';
     let note = 'ok';
     try { await settle(img.decode(), 15000); } catch (e) { note = String(e); }
-    images.push({src: img.currentSrc.slice(0, 120), width: img.naturalWidth, note});
+    images.push({src: img.currentSrc.slice(0, 120), width: img.naturalWidth,
+                 shown: img.getBoundingClientRect().width, note});
   }
   const audios = [];
   for (const el of document.querySelectorAll('audio')) {
@@ -292,9 +389,36 @@ PAGE_CHECK = r"""
     } catch (e) { entry.decoded = 0; entry.decodeError = String(e); }
     audios.push(entry);
   }
-  return JSON.stringify({images, audios, title: document.title});
+  return JSON.stringify({images, audios, math, title: document.title});
 })()
 """
+
+# Runs after the page settled, at each viewport width: does the page scroll sideways, and which
+# elements stick out past the viewport (for the error message)?
+OVERFLOW_CHECK = r"""
+(() => {
+  const root = document.documentElement, width = root.clientWidth;
+  const clipped = el => {  // inside a box that scrolls or clips sideways by itself?
+    for (let a = el.parentElement; a && a !== document.body; a = a.parentElement)
+      if (getComputedStyle(a).overflowX !== 'visible') return true;
+    return false;
+  };
+  const out = [];
+  for (const el of document.querySelectorAll('body *')) {
+    const box = el.getBoundingClientRect();
+    if (box.width > 0 && box.right > width + 1 && out.length < 5 && !clipped(el))
+      out.push(`${el.tagName.toLowerCase()}.${[...el.classList].join('.')} ` +
+               `right=${Math.round(box.right)}`);
+  }
+  return JSON.stringify({scrollWidth: root.scrollWidth, clientWidth: width, sticking_out: out});
+})()
+"""
+
+# Viewport widths at which no page may scroll horizontally: a desktop and a phone.
+WIDTHS = {"desktop": 1280, "phone": 400}
+# A figure may be shown smaller than it was drawn, but not so small that its labels (10 pt at the
+# inline backend's 100 dpi) become unreadable: at least this share of its natural width at 1280 px.
+MIN_FIGURE_SCALE = 0.7
 
 
 def _is_local(url: str, base: str) -> bool:
@@ -307,8 +431,9 @@ def _is_local(url: str, base: str) -> bool:
 @pytest.mark.timeout(3000)
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: Path(p).name)
 def test_built_page_works_in_chromium(page, site, browser):
-    """Images load, audio players decode, and the page logs no errors (local resources only:
-    requests to other hosts, such as the MathJax CDN, are blocked so the check runs offline)."""
+    """Images load, audio players decode, equations are typeset, nothing is requested from off
+    the machine (such requests are blocked, and fail the test), the page does not scroll sideways,
+    figures stay legible, and the page logs no errors."""
     url = urllib.parse.urljoin(site, f"{page}.html")
     target = browser.call("Target.createTarget", {"url": "about:blank"})["targetId"]
     session = browser.call("Target.attachToTarget",
@@ -349,12 +474,22 @@ def test_built_page_works_in_chromium(page, site, browser):
         for domain in ("Runtime", "Log", "Network", "Page"):
             browser.call(f"{domain}.enable", session=session)
         browser.call("Fetch.enable", {"patterns": [{"urlPattern": "*"}]}, session=session)
+        metrics = lambda width: {  # noqa: E731
+            "width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False}
+        browser.call("Emulation.setDeviceMetricsOverride", metrics(WIDTHS["desktop"]), session)
         browser.call("Page.navigate", {"url": url}, session=session)
         browser.wait_for("Page.loadEventFired", session, timeout=120)
         result = browser.call("Runtime.evaluate", {"expression": PAGE_CHECK, "awaitPromise": True,
                                                    "returnByValue": True}, session, timeout=300)
         assert "exceptionDetails" not in result, f"{url}: page check failed: {result}"
         report = json.loads(result["result"]["value"])
+        overflow = {}
+        for label, width in WIDTHS.items():
+            browser.call("Emulation.setDeviceMetricsOverride", metrics(width), session)
+            time.sleep(0.5)  # let the layout settle at the new width
+            out = browser.call("Runtime.evaluate", {"expression": OVERFLOW_CHECK,
+                                                    "returnByValue": True}, session)
+            overflow[label] = json.loads(out["result"]["value"])
         time.sleep(0.5)  # let late console messages arrive
         browser.call("Runtime.evaluate", {"expression": "1"}, session)
     finally:
@@ -369,8 +504,23 @@ def test_built_page_works_in_chromium(page, site, browser):
                          and a["meta"] == "ok" and isinstance(a["duration"], (int, float))
                          and 0 < a["duration"] < 3600 and a["decoded"] > 0)]
     assert not bad_audio, f"{page}: audio players without a playable source: {bad_audio}"
+    assert not blocked, f"{page}: requests off the machine (the book must work offline): {blocked}"
+    math = report["math"]
+    assert not math["untypeset"] and not math["rawTex"], (
+        f"{page}: equations left as raw TeX (MathJax: {math['mathjax']}): "
+        f"{math['untypeset'][:3] or math['rawTex'][:3]}")
+    if math["elements"]:
+        assert math["mathjax"] == "ok" and math["typeset"] >= math["elements"], (
+            f"{page}: {math['elements']} equations, {math['typeset']} typeset ({math['mathjax']})")
+    sideways = {k: v for k, v in overflow.items() if v["scrollWidth"] > v["clientWidth"]}
+    assert not sideways, f"{page}: the page scrolls horizontally: {sideways}"
+    squeezed = [(i["src"][-40:], round(i["shown"] / i["width"], 2)) for i in report["images"]
+                if i["width"] >= 300 and i["shown"] < MIN_FIGURE_SCALE * i["width"]]
+    assert not squeezed, (f"{page}: figures shown at less than {MIN_FIGURE_SCALE:.0%} of their "
+                          f"drawn width (labels unreadable; narrow them or tag the cell "
+                          f"full-width): {squeezed}")
     assert not errors, f"{page}: the page logged errors:\n" + "\n".join(errors)
-    if page != "book/index":
+    if Path(page).name[:2].isdigit():
         assert report["images"], f"{page}: a chapter without a single figure"
 
 

@@ -46,3 +46,23 @@ def test_spectrogram_of_a_tone_peaks_at_its_frequency():
     db = im.get_array()
     peak_bin = int(np.argmax(db[:, db.shape[1] // 2]))
     assert abs(peak_bin * 16000 / 1024 - 1000) < 16000 / 1024
+
+
+def test_spectrogram_grid_fits_the_text_column_with_one_colour_bar():
+    from dcu.plots import plot_spectrograms
+
+    t = np.arange(8000) / 16000
+    fig = plot_spectrograms({f"tone {f}": np.sin(2 * np.pi * f * t) for f in (500, 1000, 2000, 4000)},
+                            ncols=2)
+    assert fig.get_size_inches()[0] <= 7.5
+    images = [ax for ax in fig.axes if ax.images]
+    colour_bars = [ax for ax in fig.axes if not ax.images and ax.get_ylabel() == "dB re. peak"]
+    assert len(images) == 4 and len(colour_bars) == 1
+
+
+def test_audio_grid_wraps_and_escapes_its_labels():
+    from dcu.plots import audio_grid
+
+    html = audio_grid({"noisy <raw>": np.full(1600, 0.05), "clean": np.full(1600, 0.1)}, title="a & b").data
+    assert "flex-wrap:wrap" in html and html.count("<audio") == 2
+    assert "noisy &lt;raw&gt;" in html and "a &amp; b" in html and "<raw>" not in html
