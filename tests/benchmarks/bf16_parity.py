@@ -36,6 +36,7 @@ from dcu import load  # noqa: E402
 from dcu.atomic import write_json  # noqa: E402
 from dcu.data import list_pairs  # noqa: E402
 from dcu.engine import optimize  # noqa: E402
+from dcu.enhance import enhance_recording  # noqa: E402
 from dcu.evaluate import evaluate_pairs  # noqa: E402
 from dcu.metrics import METRICS, si_sdr  # noqa: E402
 
@@ -53,7 +54,7 @@ def paired(a: list, b: list) -> dict:
 def score(model, pairs, jobs: int, keep: dict | None = None, label: str = ""):
     """Per-file metric rows of ``model`` on ``pairs``; outputs stored in ``keep[label]``."""
     def enhance(x, sr):
-        y = model.enhance(x, sr)
+        y = enhance_recording(model, x, sr)
         if keep is not None:
             keep.setdefault(label, []).append(y)
         return y
