@@ -98,7 +98,12 @@ def training(args) -> dict:
         path = Path(args.runs) / folder
         model = optimize(load(path / "last.pt"), "fp32")  # every run scored the same way
         log = json.loads((path / "log.json").read_text())
-        summary, rows[name] = score(model, pairs, args.jobs)
+        cached = path / "test_rows.json"  # a run is scored once, even if the script is rerun
+        if cached.exists():
+            summary, rows[name] = json.loads(cached.read_text())
+        else:
+            summary, rows[name] = score(model, pairs, args.jobs)
+            write_json(cached, [summary, rows[name]])
         result["runs"][name] = {"steps": model.metadata["step"],
                                 "precision": model.metadata.get("precision"),
                                 "cpu_seconds": model.metadata.get("clock", {}).get("cpu_seconds"),
@@ -121,12 +126,22 @@ def main(argv=None) -> int:
     a.add_argument("--model", default="dcunet20")
     b = sub.add_parser("training")
     b.add_argument("--runs", default="runs/parity")
+    b.add_argument("--score-only", nargs="+", metavar="FOLDER",
+                   help="score these finished run folders now (cached beside them) and stop")
     for s in (a, b):
         s.add_argument("--json", type=Path, required=True, help="result file (a new file)")
         s.add_argument("--jobs", type=int, default=2)
     args = p.parse_args(argv)
-    if args.json.exists():
+    if args.json.exists() and not getattr(args, "score_only", None):
         p.error(f"{args.json} exists; choose a new file name")
+    if args.what == "training" and args.score_only:
+        for name in args.score_only:  # score finished runs now, the rest later
+            path = Path(args.runs) / name
+            model = optimize(load(path / "last.pt"), "fp32")
+            summary, rows = score(model, list_pairs("test"), args.jobs)
+            write_json(path / "test_rows.json", [summary, rows])
+            print(f"scored {name}: PESQ {summary['pesq']['mean']:.3f}")
+        return 0
     result = inference(args) if args.what == "inference" else training(args)
     write_json(args.json, result)
     print(f"wrote {args.json}")
