@@ -19,7 +19,7 @@ from dcu import engine
 from dcu.architectures import Architecture
 from dcu.complex_nn import (ComplexBatchNorm2d, ComplexConv2d, ComplexConvTranspose2d,
                             from_stacked, to_stacked)
-from dcu.engine import kernels as fastpaths
+from dcu.engine import kernels
 from dcu.engine.kernels import channel_mix, conv_transpose2d, gauss_pays
 from dcu.engine.layers import FastComplexConv2d, complex_bn_affine
 from dcu.losses import wsdr_loss
@@ -51,7 +51,7 @@ def gauss_threshold(request, monkeypatch):
     """Run a test with Gauss's trick on every eligible layer (the test models are small), and
     with the default threshold (the stacked convolution on these small layers)."""
     if request.param == "gauss-everywhere":
-        monkeypatch.setattr(fastpaths, "GAUSS_MIN_MACS", 1)
+        monkeypatch.setattr(kernels, "GAUSS_MIN_MACS", 1)
     return request.param
 
 
@@ -172,7 +172,7 @@ def test_channel_mix_is_a_per_channel_2x2_map():
 @pytest.mark.parametrize("gauss", [True, False])
 def test_fast_convolution_matches_reference(transposed, kernel, stride, bias, cin, cout, gauss,
                                             monkeypatch):
-    monkeypatch.setattr(fastpaths, "GAUSS_MIN_MACS", 1 if gauss else 10 ** 9)
+    monkeypatch.setattr(kernels, "GAUSS_MIN_MACS", 1 if gauss else 10 ** 9)
     torch.manual_seed(3)
     ref = (ComplexConvTranspose2d if transposed else ComplexConv2d)(
         cin, cout, kernel, stride, (kernel[0] // 2, kernel[1] // 2), bias=bias).double()
@@ -204,9 +204,9 @@ def test_gauss_with_batch_norm_mix_matches_conv_then_affine(monkeypatch):
     size = (18, 7)
     with torch.no_grad():
         want = bn(layer(x, size))
-        monkeypatch.setattr(fastpaths, "GAUSS_MIN_MACS", 1)
+        monkeypatch.setattr(kernels, "GAUSS_MIN_MACS", 1)
         _close(layer(x, size, mix=complex_bn_affine(bn)), want, 1e-12)
-        monkeypatch.setattr(fastpaths, "GAUSS_MIN_MACS", 10 ** 9)
+        monkeypatch.setattr(kernels, "GAUSS_MIN_MACS", 10 ** 9)
         _close(layer(x, size, mix=complex_bn_affine(bn)), want, 1e-12)
 
 

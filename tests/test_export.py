@@ -84,9 +84,9 @@ def test_export_cli_from_a_checkpoint(tiny_model, tmp_path, capsys):
 
 
 def test_export_of_layers_that_use_gauss_eagerly(tiny_model, tmp_path, monkeypatch):
-    from dcu.engine import kernels as fastpaths
+    from dcu.engine import kernels
 
-    monkeypatch.setattr(fastpaths, "GAUSS_MIN_MACS", 1)  # eager inference uses Gauss's trick
+    monkeypatch.setattr(kernels, "GAUSS_MIN_MACS", 1)  # eager inference uses Gauss's trick
     path = export_onnx(tiny_model, tmp_path / "gauss.onnx", seconds=0.5)
     wave = torch.randn(2, 9000, generator=torch.Generator().manual_seed(2)) * 0.1
     with torch.inference_mode():
