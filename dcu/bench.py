@@ -14,7 +14,6 @@ Book: book/06_architectures.ipynb
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics

@@ -234,7 +234,7 @@ def _option_type(name: str, conv):
     def parse(text):
         try:
             return check_value(name, conv(text))
-        except ValueError as exc:
+        except ValueError:
             what = LIMITS.get(name, (None, conv.__name__))[1]
             raise argparse.ArgumentTypeError(f"{text!r}: must be {what}") from None
 

@@ -21,7 +21,7 @@ from dcu.complex_nn import (ComplexBatchNorm2d, ComplexConv2d, ComplexConvTransp
                             from_stacked, to_stacked)
 from dcu.engine import kernels
 from dcu.engine.kernels import channel_mix, conv_transpose2d, gauss_pays
-from dcu.engine.layers import FastComplexConv2d, complex_bn_affine
+from dcu.engine.layers import complex_bn_affine
 from dcu.losses import wsdr_loss
 
 

@@ -1,7 +1,6 @@
 """dcu.unet: DCUnet against a complex-arithmetic reference, any length, bad input."""
 
 import copy
-import math
 
 import numpy as np
 import pytest
