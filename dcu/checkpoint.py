@@ -12,12 +12,12 @@ arbitrary objects, so a checkpoint from a stranger cannot run code. Files are wr
 permissions), so an interrupted save never leaves a half-written checkpoint under the final name,
 and a killed save's temporary file is removed by the next save.
 
-Integrity: ``metadata["tensor_sha256"]`` is a SHA-256 of every tensor in the file (names, dtypes,
-shapes and bytes; :func:`tensor_checksum`), checked on load, so a flipped byte inside the weights
-is an error instead of a silently different model. Files written before the checksum existed
-(the shipped ``data/checkpoints/*.pt`` among them) have none and load as before. The fields and
-their types are checked too: a file with dcu's header but not its fields gets a one-line error
-naming it.
+Integrity: ``metadata["tensor_sha256"]`` (SHA-256 of every tensor's name, dtype, shape and bytes;
+:func:`tensor_checksum`) is checked on load, so a flipped byte is an error instead of a silently
+different model; files older than it load as before. So are the fields and their types: a file
+with dcu's header but not its fields gets a one-line error naming it. The shipped
+``data/checkpoints/*.pt`` store float16 weights (``strip(..., half=True)``, half the size), which
+:func:`load` casts back to float32.
 
 Book: book/07_training.ipynb
 """
@@ -82,12 +82,9 @@ def _plain(value):
         return [_plain(v) for v in value]
     if isinstance(value, bool) or value is None:
         return value
-    if isinstance(value, str):
-        return str(value)  # plain str, also for subclasses such as torch's TorchVersion
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
+    for kind in (str, int, float):  # plain types, also for subclasses such as torch's TorchVersion
+        if isinstance(value, kind):
+            return kind(value)
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         return value.item()
     return str(value)
@@ -142,6 +139,10 @@ def check_fields(path, mapping, fields: dict, where: str = "") -> None:
                                   "the file is damaged or was edited")
 
 
+def _halved(state: dict) -> dict:  # floating-point tensors as float16
+    return {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
+
+
 def make_payload(model: DCUnet, metadata: dict | None = None, train_state: dict | None = None,
                  *, half: bool = False) -> dict:
     """The one dictionary dcu writes for ``model``: header, config, weights and metadata, plus a
@@ -153,13 +154,11 @@ def make_payload(model: DCUnet, metadata: dict | None = None, train_state: dict 
     """
     if not isinstance(model, DCUnet):
         raise TypeError(f"dcu.save expects a dcu.DCUnet, got {type(model).__name__}")
-    state = {k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu())
-             for k, v in model.state_dict().items()}
-    meta = {"dcu_version": __version__, "torch_version": torch.__version__,
-            "python_version": platform.python_version(), "num_parameters": model.num_parameters()}
-    meta.update(metadata or {})
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    meta = {"dcu_version": __version__, "torch_version": torch.__version__, "python_version":
+            platform.python_version(), "num_parameters": model.num_parameters(), **(metadata or {})}
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": model.config_dict(),
-               "state_dict": state, "metadata": _plain(meta)}
+               "state_dict": _halved(state) if half else state, "metadata": _plain(meta)}
     if train_state is not None:
         payload["train_state"] = train_state
     return with_checksum(payload)
@@ -249,15 +248,17 @@ def load(path_or_name: str | os.PathLike, arch: str | None = None,
     return model.to(map_location).eval()
 
 
-def strip(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
-    """Write a weights-only copy of the checkpoint ``src`` (a training run's ``best.pt``) to
-    ``dst``: config, weights and metadata without the training state, with a fresh checksum,
-    atomically. ``dst`` is never overwritten. Returns ``dst``."""
+def strip(src: str | os.PathLike, dst: str | os.PathLike, *, half: bool = False) -> Path:
+    """Write a weights-only copy of the checkpoint ``src`` (a run's ``best.pt``) to ``dst``: config,
+    weights and metadata without the training state, with a fresh checksum, atomically; float16
+    weights with ``half=True`` (as the shipped ones). ``dst`` is never overwritten. Returns it."""
     src, dst = resolve(src), Path(dst)
     if dst.exists():
         raise CheckpointError(f"{dst}: already exists; choose another name or delete it first")
     payload = read_checkpoint(src)
     payload.pop("train_state", None)
+    if half:
+        payload["state_dict"] = _halved(payload["state_dict"])
     atomic_torch_save(with_checksum(payload), dst)
     return dst
 
@@ -273,26 +274,26 @@ def describe(path_or_name: str | os.PathLike) -> str:
              "validation: " + (", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                          for k, v in meta.get("valid", {}).items()) or "-"),
              f"training state: {'yes (resumable)' if 'train_state' in payload else 'no'}"]
-    # the rest of the metadata, the run's settings and its earlier stage last
-    order = sorted(meta, key=lambda k: (k in ("train_config", "previous_stage"), 0))
+    order = sorted(meta, key=lambda k: k in ("train_config", "previous_stage"))  # those two last
     lines += [f"{k}: {meta[k]}" for k in order if k not in ("step", "valid")]
     return "\n".join(lines)
 
 
 def checkpoint_cli(argv: list[str]) -> int:
-    """``dcu checkpoint info FILE`` | ``dcu checkpoint strip IN OUT``."""
+    """``dcu checkpoint info FILE`` | ``dcu checkpoint strip IN OUT [--half]``."""
     p = argparse.ArgumentParser(prog="dcu checkpoint", description="Inspect or ship checkpoints.")
     sub = p.add_subparsers(dest="action", required=True)
     sub.add_parser("info", help="print config, step, validation and metadata").add_argument("file")
     s = sub.add_parser("strip", help="weights-only copy without the training state (never overwrites)")
     s.add_argument("src", metavar="IN")
     s.add_argument("dst", metavar="OUT")
+    s.add_argument("--half", action="store_true", help="store the weights as float16 (half the size)")
     args = p.parse_args(argv)
     try:
         if args.action == "info":
             print(describe(args.file))
         else:
-            print(f"wrote {strip(args.src, args.dst)}")
+            print(f"wrote {strip(args.src, args.dst, half=args.half)}")
     except CheckpointError as exc:
         print(f"dcu checkpoint: error: {exc}", file=sys.stderr)
         return 1

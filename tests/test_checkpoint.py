@@ -239,12 +239,30 @@ def test_a_flipped_byte_inside_a_tensor_is_detected(tmp_path):
     assert len(dcu.load(path).metadata["tensor_sha256"]) == 64
 
 
-def test_shipped_checkpoints_without_a_checksum_still_load():
-    path = SHIPPED_DIR / "dcunet10.pt"
+def test_checkpoints_written_before_the_checksum_still_load(tmp_path):
+    from dcu.checkpoint import atomic_torch_save
+
+    model = trained()
+    payload = read_checkpoint(dcu.save(model, tmp_path / "new.pt"))
+    del payload["metadata"]["tensor_sha256"]  # as files written before checksums existed
+    atomic_torch_save(payload, tmp_path / "old.pt")
+    x = audio()
+    with torch.no_grad():
+        assert torch.equal(dcu.load(tmp_path / "old.pt", engine=False)(x), model(x))
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_checkpoints_store_float16_with_a_checksum_and_load_as_float32(name):
+    path = SHIPPED_DIR / SHIPPED[name]
     if not path.exists():
         pytest.skip("no shipped checkpoint")
-    assert "tensor_sha256" not in read_checkpoint(path)["metadata"]  # written before checksums
-    assert dcu.load(path).config.arch == "DCUnet-10"
+    payload = read_checkpoint(path)  # verifies the stored checksum
+    assert len(payload["metadata"]["tensor_sha256"]) == 64 and "train_state" not in payload
+    floats = [v for v in payload["state_dict"].values() if v.is_floating_point()]
+    assert floats and all(v.dtype == torch.float16 for v in floats)
+    model = dcu.load(name)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert model.config.arch == payload["config"]["arch"]
 
 
 @pytest.mark.parametrize("edit,message", [
@@ -309,6 +327,13 @@ def test_training_payload_has_the_saved_format_and_strip_removes_only_the_traini
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"dcu checkpoint: error: {dst}: already exists; choose another name or delete "
                    "it first"] and dst.read_bytes() == before
+    half = tmp_path / "ship" / "half.pt"
+    assert main(["checkpoint", "strip", "--half", str(src), str(half)]) == 0
+    stored = read_checkpoint(half)["state_dict"]
+    assert stored.keys() == model.state_dict().keys()
+    assert all(torch.equal(stored[k], v.half() if v.is_floating_point() else v)
+               for k, v in model.state_dict().items())
+    capsys.readouterr()
     assert main(["checkpoint", "info", str(src)]) == 0
     out = capsys.readouterr().out
     assert "arch=tiny" in out and "step: 7" in out and "pesq=2.25" in out and "resumable" in out
