@@ -21,8 +21,8 @@ from scipy.stats import t
 from dcu.atomic import atomic_write
 from dcu.metrics import METRICS
 
-__all__ = ["TOOL", "summarize", "group_by", "format_table", "plan_outputs", "write_json",
-           "write_csv"]
+__all__ = ["TOOL", "summarize", "paired", "group_by", "format_table", "plan_outputs",
+           "write_json", "write_csv"]
 
 TOOL = "dcu evaluate"
 
@@ -38,6 +38,19 @@ def summarize(rows, metrics=METRICS) -> dict:
         ci = float(t.ppf(0.975, n - 1) * v.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
         out[m] = {"mean": mean, "ci95": ci, "n": n}
     return out
+
+
+def paired(before, after, metrics=METRICS, key: str = "name") -> dict:
+    """Per metric, the mean of ``after - before`` file by file, with its 95 % interval and ``n``
+    (as :func:`summarize`): rows are matched on ``key``; a file only one side scored, or one
+    whose value is undefined (``None`` or NaN) on either side, is left out of that metric."""
+    def value(row, m):
+        return math.nan if row.get(m) is None else float(row[m])
+
+    earlier = {r[key]: r for r in before}
+    diffs = [{m: value(r, m) - value(earlier[r[key]], m) for m in metrics}
+             for r in after if r[key] in earlier]
+    return summarize(diffs, metrics)
 
 
 def group_by(rows, table, column: str, key: str = "name") -> dict:

@@ -56,6 +56,21 @@ def test_summary_is_mean_and_t_interval():
     assert s["ci95"] == pytest.approx((hi - lo) / 2)
 
 
+def test_paired_differences_match_files_by_name_and_skip_undefined_values():
+    from dcu.results import paired
+
+    before = [{"name": n, "pesq": v, "stoi": 0.5} for n, v in (("a", 1.0), ("b", 2.0), ("c", 3.0),
+                                                               ("d", None), ("only_before", 9.0))]
+    after = [{"name": n, "pesq": v, "stoi": 0.75} for n, v in (("c", 3.5), ("a", 2.0), ("b", 2.5),
+                                                              ("d", 4.0), ("only_after", 0.0))]
+    d = paired(before, after, metrics=("pesq", "stoi"))
+    lo, hi = stats.t.interval(0.95, 2, loc=2 / 3, scale=stats.sem([1.0, 0.5, 0.5]))
+    assert d["pesq"]["n"] == 3 and d["pesq"]["mean"] == pytest.approx(2 / 3)  # a, b, c; not d
+    assert d["pesq"]["ci95"] == pytest.approx((hi - lo) / 2)
+    assert d["stoi"] == {"mean": 0.25, "ci95": 0.0, "n": 4}  # d counts where both are defined
+    assert paired(after, before, metrics=("pesq",))["pesq"]["mean"] == pytest.approx(-2 / 3)
+
+
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_rows_equal_direct_computation(folders, jobs):
     summary, rows = evaluate.evaluate_pairs(_pairs(folders), jobs=jobs, progress=False)
