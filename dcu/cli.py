@@ -8,10 +8,11 @@
     dcu data download voicebank | dcu data info
     dcu bench [--arch ...] [--json F]
     dcu export --onnx OUT.onnx [--model NAME_OR_PATH]
-    dcu checkpoint info FILE | dcu checkpoint strip IN OUT
+    dcu ablation [--grid paper] [--out JSON] [--runs DIR]
+    dcu checkpoint info FILE | dcu checkpoint strip IN OUT [--half]
 
-Each subcommand lives in the job module that owns the idea (named in :data:`COMMANDS`'s
-functions below) and parses its own options.
+Each subcommand lives in the job module that owns the idea (named in :data:`COMMANDS`) and
+parses its own options.
 
 Conventions: results go to standard output, errors (one line each, naming the file and the
 fix) to standard error. Exit status 0 on success, 1 when the work failed, 2 for bad options,
@@ -23,6 +24,7 @@ Book: book/09_your_recordings.ipynb (the commands a reader runs on their own fil
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
@@ -30,75 +32,23 @@ from dcu.version import __version__
 
 # Each command is one job module's ``*_cli(argv)``, imported when that command runs (so
 # ``dcu --help`` does not load scipy, soundfile and every job's dependencies).
-
-
-def _demo(argv):
-    from dcu import demo
-    return demo.demo_cli(argv)
-
-
-def _enhance(argv):
-    from dcu import enhance
-    return enhance.enhance_cli(argv)
-
-
-def _evaluate(argv):
-    from dcu import evaluate
-    return evaluate.evaluate_cli(argv)
-
-
-def _train(argv):
-    from dcu import train
-    return train.train_cli(argv)
-
-
-def _plot_log(argv):
-    from dcu import plots
-    return plots.plot_log_cli(argv)
-
-
-def _data(argv):
-    from dcu import corpus
-    return corpus.data_cli(argv)
-
-
-def _bench(argv):
-    from dcu import bench
-    return bench.bench_cli(argv)
-
-
-def _export(argv):
-    from dcu import export
-    return export.export_cli(argv)
-
-
-def _ablation(argv):
-    from dcu import ablation
-    return ablation.ablation_cli(argv)
-
-
-def _checkpoint(argv):
-    from dcu import checkpoint
-    return checkpoint.checkpoint_cli(argv)
-
-
-COMMANDS = {
-    "demo": (_demo, "enhance a shipped noisy recording and print metrics"),
-    "enhance": (_enhance, "enhance audio files or folders"),
-    "evaluate": (_evaluate, "metrics of a model or baseline on paired folders"),
-    "train": (_train, "train a DCUnet (resumable, torchrun-ready)"),
-    "plot-log": (_plot_log, "plot a training run's curves"),
-    "data": (_data, "download the full corpus, or describe the shipped one"),
-    "bench": (_bench, "speed and memory of each architecture"),
-    "export": (_export, "export a model to ONNX"),
-    "ablation": (_ablation, "rerun the paper's ablations at small scale"),
-    "checkpoint": (_checkpoint, "describe a checkpoint, or strip its training state"),
+COMMANDS = {  # name: (module in dcu, its entry point, help)
+    "demo": ("demo", "demo_cli", "enhance a shipped noisy recording and print metrics"),
+    "enhance": ("enhance", "enhance_cli", "enhance audio files or folders"),
+    "evaluate": ("evaluate", "evaluate_cli", "metrics of a model or baseline on paired folders"),
+    "train": ("train", "train_cli", "train a DCUnet (resumable, torchrun-ready)"),
+    "plot-log": ("plots", "plot_log_cli", "plot a training run's curves"),
+    "data": ("corpus", "data_cli", "download the full corpus, or describe the shipped one"),
+    "bench": ("bench", "bench_cli", "speed and memory of each architecture"),
+    "export": ("export", "export_cli", "export a model to ONNX"),
+    "ablation": ("ablation", "ablation_cli", "rerun the paper's ablations (a resumable grid of runs)"),
+    "checkpoint": ("checkpoint", "checkpoint_cli", "describe a checkpoint, or strip its training state"),
 }
 
 
 def _usage() -> str:
     lines = ["usage: dcu COMMAND [options]   (dcu COMMAND --help for each)", "", "commands:"]
-    lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += [f"  {name:<10} {help_}" for name, (_, _, help_) in COMMANDS.items()]
     return "\n".join(lines)
 
 
@@ -114,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"dcu: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    handler = COMMANDS[name][0]
+    module, entry, _ = COMMANDS[name]
     try:
-        return int(handler(rest) or 0)
+        return int(getattr(importlib.import_module(f"dcu.{module}"), entry)(rest) or 0)
     except KeyboardInterrupt:
         print("dcu: interrupted", file=sys.stderr)
         return 130
