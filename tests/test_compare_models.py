@@ -1,0 +1,48 @@
+"""dcu/scripts/compare_models.py: issue 16's report of old against new weights, on real files."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import dcu
+from dcu.audio import load_audio
+from dcu.corpus import list_pairs
+from dcu.metrics import compute_all, dnsmos
+from dcu.scripts import compare_models
+
+
+def test_demo_set_is_the_shipped_conversation():
+    (name, clean, noisy), = compare_models.eval_pairs("demo")
+    assert name == "conversation" and clean.exists() and noisy.exists()
+    assert [n for n, _, _ in compare_models.eval_pairs("unseen")] == [c.stem for _, c in list_pairs("unseen")]
+
+
+@pytest.mark.slow
+def test_scores_pairs_and_resumes(tmp_path, capsys):
+    torch.manual_seed(0)
+    ckpt = dcu.save(dcu.DCUnet("tiny"), tmp_path / "tiny.pt")
+    out = tmp_path / "cmp.json"
+    argv = ["--out", str(out), "--model", f"a={ckpt}", "--model", f"b={ckpt}", "--against", "b=a",
+            "--sets", "unseen", "--baselines", "noisy"]
+    assert compare_models.main(argv) == 0
+    entry = json.loads(out.read_text())["sets"]["unseen"]
+    noisy, a = entry["methods"]["noisy"]["files"], entry["methods"]["a"]["files"]
+    assert len(noisy) == len(entry["files"]) == 9
+    # the noisy row is what dcu evaluate and dcu enhance --dnsmos compute on the input itself
+    name, clean_path, noisy_path = compare_models.eval_pairs("unseen")[0]
+    x = load_audio(noisy_path)
+    direct = {**compute_all(load_audio(clean_path), x.astype(np.float64), 16000),
+              **{f"dnsmos_{k}": v for k, v in dnsmos(x, 16000).items() if k != "p808"}}
+    assert noisy[0]["name"] == name
+    assert all(noisy[0][k] == pytest.approx(v, abs=1e-6) for k, v in direct.items())
+    # paired differences are file by file; a model against itself differs by exactly nothing
+    d = entry["paired"]["a - noisy"]["pesq"]
+    assert d["mean"] == pytest.approx(np.mean([r["pesq"] - q["pesq"] for r, q in zip(a, noisy)]))
+    assert entry["paired"]["b - a"]["stoi"] == {"mean": 0.0, "ci95": 0.0, "n": 9}
+    # a second run finds every method scored and only prints the table
+    capsys.readouterr()
+    before = out.read_text()
+    assert compare_models.main(argv) == 0
+    assert "(9 files)" not in capsys.readouterr().out and json.loads(out.read_text()) == json.loads(before)
