@@ -78,7 +78,8 @@ def test_p239_split_by_utterance_and_mixed_with_heldout_noise():
     assert len(set().union(*names.values())) == 503 and all(n.startswith("p239_") for v in names.values() for n in v)
     assert [p.stem for p in list_clean("p239_train")] == names["p239_train"]
     assert not (corpus_dir() / "corpus" / "p239_train" / "noisy").exists()
-    for split in ("p239_valid", "p239_test"):
+    for split in ("p239_valid", "p239_test"):  # their noisy side: rebuilt into the cache (test_mixing.py)
+        assert not (corpus_dir() / "corpus" / split / "noisy").exists()
         rows = read_csv(split)
         assert {r["noise"] for r in rows} == heldout  # held-out noise only, never a training one
         assert {float(r["snr_bin"]) for r in rows} == {0.0, 5.0, 10.0, 15.0}

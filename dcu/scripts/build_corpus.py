@@ -5,14 +5,20 @@
 SOURCE defaults to ``../shared/data`` next to the repository. The build is deterministic (fixed
 seed, sorted inputs): running it twice gives the same split lists and the same files. See
 data/README.md for the protocol and the licences of every source. Nothing here downloads.
+
+The noisy side of p239_valid/p239_test is not shipped, to keep ``data/`` small: its recipes
+(their csv files and ``splits/p239_restore.npz``) let :mod:`dcu.corpus` rebuild it into the cache,
+sample for sample, on first use.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +26,7 @@ import soundfile as sf
 
 from dcu.audio import load_audio, save_audio
 from dcu.data import PairedFolder, mix_at_snr, snr_db
+from dcu.mixing import make_recipe, pcm16_sha256
 from dcu.stft import SAMPLE_RATE
 
 REPO = Path(__file__).resolve().parents[2]  # dcu/scripts/ -> the repository root
@@ -27,7 +34,7 @@ REPO = Path(__file__).resolve().parents[2]  # dcu/scripts/ -> the repository roo
 SEED = 2019
 TEST_SNRS = (2.5, 7.5, 12.5, 17.5)  # the VoiceBank+DEMAND test SNRs
 TRAIN_NOISES = ["exercise_bike", "speechbrain_noise1", "speechbrain_noise2", "speechbrain_noise4", "speechbrain_noise5"]
-HELDOUT_NOISES = ["doing_the_dishes", "speechbrain_noise3"]  # only in unseen/ and demo/
+HELDOUT_NOISES = ["doing_the_dishes", "speechbrain_noise3"]  # only in unseen/, demo/, p239 valid/test
 DEMO_NOISE, DEMO_SNR = "doing_the_dishes", 5.0
 PEAK = 0.99  # mixtures louder than this are scaled down, clean and noisy together
 FIRST_TRAIN = 400  # the training pairs shipped before issue 16 (column first_400 of train.csv)
@@ -108,10 +115,34 @@ def speech_span(wav: np.ndarray, margin: float = TRIM_MARGIN, frame: int = 320) 
     return max(0, active[0] * frame - pad), min(wav.size, (active[-1] + 1) * frame + pad)
 
 
+def save_npz(path: Path, arrays: dict) -> None:
+    """``np.savez_compressed`` without its time stamps, so that a rebuild is byte-identical."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for key in sorted(arrays):
+            buf = io.BytesIO()
+            np.save(buf, arrays[key], allow_pickle=False)
+            z.writestr(zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0)), buf.getvalue(),
+                       compress_type=zipfile.ZIP_DEFLATED)
+
+
+def mix_recipe(clean: np.ndarray, noise: np.ndarray, start: int, stop: int, snr: float, rng, clean_dst: Path) -> dict:
+    """Mix ``clean`` with ``noise[start:stop]`` as :func:`mix_and_save` does (the same draws from
+    ``rng``) but save the clean side only: return the csv fields of the recipe that
+    :func:`dcu.mixing.remix` rebuilds the noisy side from, and its ``restore`` array."""
+    r = make_recipe(clean, noise[start:stop], snr, rng, PEAK)
+    save_audio(clean_dst, clean * r["peak_scale"], SAMPLE_RATE)
+    assert np.array_equal(load_audio(clean_dst), r["clean"]), f"{clean_dst}: not the clean side of the recipe"
+    est = snr_db(r["clean"], r["mixture"] - r["clean"], power="active")  # what a reader measures
+    return {"snr_db": f"{est:.2f}", "noise_start": start, "noise_stop": stop, "offset": r["offset"],
+            "noise_gain": repr(r["gain"]), "peak_scale": repr(r["peak_scale"]),
+            "noisy_sha256": pcm16_sha256(r["mixture"]), "restore": r["restore"]}
+
+
 def build_p239(source: Path, out: Path, noise_dir: Path) -> None:
     """VCTK p239: trimmed clean utterances split by utterance; valid/test mixed with held-out noise.
 
     Its own random generator, so the splits built before p239 was added stay byte-identical.
+    The noisy side of valid/test is not written: its recipe is (see :func:`mix_recipe`).
     """
     rng = np.random.default_rng([SEED, 239])
     files = sorted((source / "vctk_p239").glob("p239_*.flac"))
@@ -123,6 +154,7 @@ def build_p239(source: Path, out: Path, noise_dir: Path) -> None:
     # each held-out noise is cut in two halves: valid mixes with the first, test with the second
     noises = {n: load_audio(noise_dir / f"{n}.flac") for n in HELDOUT_NOISES}
     fields = ["name", "speaker", "duration_s", "trimmed_s"]
+    restore = {}
     for split, paths in splits.items():
         rows = []
         for i, path in enumerate(paths):
@@ -131,20 +163,24 @@ def build_p239(source: Path, out: Path, noise_dir: Path) -> None:
             clean = raw[a:b]
             row = dict(name=path.stem, speaker="p239", duration_s=f"{clean.size / SAMPLE_RATE:.3f}",
                        trimmed_s=f"{(raw.size - clean.size) / SAMPLE_RATE:.3f}")
-            d = out / "corpus" / split
+            dst = out / "corpus" / split / "clean" / path.name
             if split == "p239_train":
-                save_audio(d / "clean" / path.name, clean, SAMPLE_RATE)
+                save_audio(dst, clean, SAMPLE_RATE)
             else:
                 name, snr = HELDOUT_NOISES[i % len(HELDOUT_NOISES)], P239_SNRS[i % len(P239_SNRS)]
-                noise = noises[name]
-                half = noise[: noise.size // 2] if split == "p239_valid" else noise[noise.size // 2:]
-                est = mix_and_save(clean, half, snr, rng, d / "clean" / path.name, d / "noisy" / path.name)
-                row.update(snr_db=f"{est:.2f}", snr_bin=snr, noise=name)
+                size = noises[name].size
+                start, stop = (0, size // 2) if split == "p239_valid" else (size // 2, size)
+                row.update(snr_bin=snr, noise=name, **mix_recipe(clean, noises[name], start, stop, snr, rng, dst))
+                if row["restore"] is not None:
+                    restore[path.stem] = row["restore"]
             rows.append(row)
-        extra = [] if split == "p239_train" else ["snr_db", "snr_bin", "noise"]
+        extra = [] if split == "p239_train" else ["snr_db", "snr_bin", "noise", "noise_start", "noise_stop",
+                                                   "offset", "noise_gain", "peak_scale", "noisy_sha256"]
         write_csv(out / "splits" / f"{split}.csv", rows, fields + extra)
         minutes = sum(float(r["duration_s"]) for r in rows) / 60
         print(f"{split}: {len(rows)} utterances, {minutes:.1f} min after trimming")
+    save_npz(out / "splits" / "p239_restore.npz", restore)
+    print(f"p239_valid, p239_test: noisy side as recipes ({len(restore)} scaled down, restore in p239_restore.npz)")
 
 
 def build(source: Path, out: Path, n_test: int, n_valid: int, n_train: int | None) -> None:
@@ -185,7 +221,7 @@ def build(source: Path, out: Path, n_test: int, n_valid: int, n_train: int | Non
         shutil.copyfile(source / "noise" / f"{name}.flac", noise_dir / f"{name}.flac")
     json.dump({"train": TRAIN_NOISES, "heldout": HELDOUT_NOISES,
                "note": "train noises may be used for on-the-fly remixing; heldout noises appear only "
-                       "in corpus/unseen, corpus/demo, corpus/p239_valid and corpus/p239_test"},
+                       "in corpus/unseen, corpus/demo and the p239_valid and p239_test mixtures"},
               open(out / "splits" / "noise.json", "w"), indent=2)
 
     vb_names = {r["name"] for r in rows}
