@@ -21,6 +21,7 @@ import csv
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from dcu.audio import AUDIO_EXTENSIONS, list_audio_files
@@ -147,9 +148,11 @@ def training_sources(data: str = "shipped", train_pairs: str = "first_400", extr
 
     Args:
         data: ``"shipped"``, ``"voicebank"`` or a folder holding ``train/{clean,noisy}``.
-        train_pairs: ``"first_400"`` (shipped corpus: the 400 pairs the first shipped models
-            trained on, column ``first_400`` of ``splits/train.csv``; other corpora: all) or
-            ``"all"``.
+        train_pairs: ``"first_400"`` (shipped corpus: the 400 pairs shipped, which the first
+            shipped models trained on, column ``first_400`` of ``splits/train.csv``; other
+            corpora: all) or ``"all"``: every pair in ``train``, which for the shipped corpus is
+            the same 400 unless ``python -m dcu.scripts.build_corpus --extra-train-pairs`` added
+            the 104 of ``splits/train_extra.csv`` (issue 16's 504-pair set; a warning says so).
         extra_speech: clean-only speech mixed on the fly: ``""`` (none), ``"p239"`` (the shipped
             ``p239_train``) or a folder of clean recordings.
 
@@ -166,6 +169,14 @@ def training_sources(data: str = "shipped", train_pairs: str = "first_400", extr
     if shipped and train_pairs == "first_400" and (splits / "train.csv").exists():
         first = {r["name"] for r in split_table("train") if r.get("first_400", "1") == "1"}
         pairs = [p for p in pairs if Path(p[1]).stem in first]
+    if shipped and train_pairs == "all" and (splits / "train_extra.csv").exists():
+        listed = {r["name"] for r in split_table("train_extra")}
+        missing = len(listed - {Path(c).stem for _, c in pairs})
+        if missing:
+            warnings.warn(f"--train-pairs all: {missing} of the {len(listed)} extra pairs listed in "
+                          f"{splits / 'train_extra.csv'} are not in {corpus_dir() / 'corpus' / 'train'} (not "
+                          f"shipped), so this trains on its {len(pairs)} pairs, not {len(pairs) + missing}; "
+                          "`python -m dcu.scripts.build_corpus --extra-train-pairs` adds them", stacklevel=2)
     noises = []
     if shipped:
         names = json.loads((splits / "noise.json").read_text())["train"]
@@ -219,16 +230,21 @@ def describe_corpora(cache=None) -> str:
     :func:`dcu.download.cache_dir`)."""
     root = corpus_dir()
     lines = [f"shipped corpus: {root / 'corpus'}"]
-    for split in SPLITS:
+    for split in SPLITS + ("train_extra",):
         path = root / "splits" / f"{split}.csv"
         if not path.exists():
-            lines.append(f"  {split:11s} missing ({path})")
+            if split != "train_extra":  # a data folder built before it existed has none
+                lines.append(f"  {split:11s} missing ({path})")
             continue
         rows = split_table(split)
         minutes = sum(float(r["duration_s"]) for r in rows) / 60
         speakers = sorted({r["speaker"] for r in rows})
         lines.append(f"  {split:11s} {len(rows):4d} pairs  {minutes:5.1f} min  speakers: {', '.join(speakers)}")
-        if split in REBUILT:
+        if split == "train_extra":
+            built = sum((root / "corpus" / "train" / "clean" / f"{r['name']}.flac").exists() for r in rows)
+            lines[-1] += (f"; not shipped, {built} added to train (python -m dcu.scripts.build_corpus "
+                          "--extra-train-pairs adds them)")
+        elif split in REBUILT:
             lines[-1] += f"; noisy side rebuilt on first use into {cache_dir(cache) / 'corpus' / split / 'noisy'}"
     noise = root / "splits" / "noise.json"
     if noise.exists():

@@ -1,14 +1,15 @@
 """Build the shipped corpus in data/ from the real recordings in ../shared/data.
 
-    python -m dcu.scripts.build_corpus [SOURCE] [--force]      (from the repository root)
+    python -m dcu.scripts.build_corpus [SOURCE] [--force] [--extra-train-pairs]   (from the repository root)
 
 SOURCE defaults to ``../shared/data`` next to the repository. The build is deterministic (fixed
 seed, sorted inputs): running it twice gives the same split lists and the same files. See
 data/README.md for the protocol and the licences of every source. Nothing here downloads.
 
-The noisy side of p239_valid/p239_test is not shipped, to keep ``data/`` small: its recipes
-(their csv files and ``splits/p239_restore.npz``) let :mod:`dcu.corpus` rebuild it into the cache,
-sample for sample, on first use.
+Listed but not shipped, to keep ``data/`` small: the 104 training pairs beyond the first 400
+(``splits/train_extra.csv``; ``--extra-train-pairs`` copies them into ``corpus/train``: issue 16's
+504-pair set) and the noisy side of p239_valid/p239_test, whose recipes (their csv files and
+``splits/p239_restore.npz``) :mod:`dcu.corpus` rebuilds into the cache on first use.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ TRAIN_NOISES = ["exercise_bike", "speechbrain_noise1", "speechbrain_noise2", "sp
 HELDOUT_NOISES = ["doing_the_dishes", "speechbrain_noise3"]  # only in unseen/, demo/, p239 valid/test
 DEMO_NOISE, DEMO_SNR = "doing_the_dishes", 5.0
 PEAK = 0.99  # mixtures louder than this are scaled down, clean and noisy together
-FIRST_TRAIN = 400  # the training pairs shipped before issue 16 (column first_400 of train.csv)
+FIRST_TRAIN = 400  # the training pairs shipped (column first_400; the rest: splits/train_extra.csv)
 P239_SPLIT = {"p239_valid": 50, "p239_test": 50}  # utterances; the rest of the 503 is p239_train
 P239_SNRS = (0.0, 5.0, 10.0, 15.0)  # the paper's training SNRs, cycled over the sorted names
 TRIM_MARGIN = 0.2  # seconds of room tone kept before the first and after the last active frame
@@ -138,6 +139,17 @@ def mix_recipe(clean: np.ndarray, noise: np.ndarray, start: int, stop: int, snr:
             "noisy_sha256": pcm16_sha256(r["mixture"]), "restore": r["restore"]}
 
 
+def add_extra_pairs(source: Path, out: Path) -> None:
+    """Copy the pairs listed in ``out/splits/train_extra.csv`` into ``out/corpus/train``."""
+    with open(out / "splits" / "train_extra.csv", newline="") as f:
+        names = [r["name"] for r in csv.DictReader(f)]
+    vb = PairedFolder(source / "voicebank_demand_test" / "clean", source / "voicebank_demand_test" / "noisy")
+    pairs = {c.stem: (n, c) for n, c in vb.pairs}
+    for name in names:
+        copy_pair({"name": name, "noisy": pairs[name][0], "clean": pairs[name][1]}, "train", out)
+    print(f"train: added the {len(names)} pairs of train_extra.csv to {out / 'corpus' / 'train'}")
+
+
 def build_p239(source: Path, out: Path, noise_dir: Path) -> None:
     """VCTK p239: trimmed clean utterances split by utterance; valid/test mixed with held-out noise.
 
@@ -183,7 +195,7 @@ def build_p239(source: Path, out: Path, noise_dir: Path) -> None:
     print(f"p239_valid, p239_test: noisy side as recipes ({len(restore)} scaled down, restore in p239_restore.npz)")
 
 
-def build(source: Path, out: Path, n_test: int, n_valid: int, n_train: int | None) -> None:
+def build(source: Path, out: Path, n_test: int, n_valid: int, n_train: int | None, extra_pairs: bool) -> None:
     rng = np.random.default_rng(SEED)
     vb = PairedFolder(source / "voicebank_demand_test" / "clean", source / "voicebank_demand_test" / "noisy")
     rows = []
@@ -195,8 +207,8 @@ def build(source: Path, out: Path, n_test: int, n_valid: int, n_train: int | Non
                          clean=clean_path, noisy=noisy_path))
     test, rest = stratified_pick(rows, n_test, rng)
     valid, rest = stratified_pick(rest, n_valid, rng)
-    # The 400 pairs shipped first are drawn as they always were (this also keeps the generator's
-    # state, so unseen/ and demo/ stay byte-identical); the other 104 joined them in issue 16.
+    # The 400 pairs shipped are drawn as they always were (this also keeps the generator's state,
+    # so unseen/ and demo/ stay byte-identical); issue 16 trained on them and the other 104.
     first = stratified_pick(rest, FIRST_TRAIN, rng)[0]
     first_names = {r["name"] for r in first}
     if n_train is None or n_train >= len(rest):
@@ -207,13 +219,14 @@ def build(source: Path, out: Path, n_test: int, n_valid: int, n_train: int | Non
         train = stratified_pick(rest, n_train, np.random.default_rng([SEED, n_train]))[0]
     for r in rest:
         r["first_400"] = int(r["name"] in first_names)
+    names = {r["name"] for r in train}
+    extra = [r for r in rest if r["name"] not in names]  # listed in train_extra.csv, shipped on request
     fields = ["name", "speaker", "snr_db", "snr_bin", "duration_s"]
-    for split, chosen in (("test", test), ("valid", valid), ("train", train)):
-        for row in chosen:
-            copy_pair(row, split, out)
-        write_csv(out / "splits" / f"{split}.csv", chosen, fields + (["first_400"] if split == "train" else []))
-        print(f"{split}: {len(chosen)} pairs")
-    print(f"not shipped: {len(rows) - len(test) - len(valid) - len(train)} pairs")
+    for split, chosen in (("test", test), ("valid", valid), ("train", train), ("train_extra", extra)):
+        for row in chosen if split != "train_extra" or extra_pairs else []:
+            copy_pair(row, "train" if split == "train_extra" else split, out)
+        write_csv(out / "splits" / f"{split}.csv", chosen, fields + (["first_400"] if split.startswith("train") else []))
+        print(f"{split}: {len(chosen)} pairs" + (" (listed only)" if split == "train_extra" and not extra_pairs else ""))
 
     noise_dir = out / "noise"
     noise_dir.mkdir(parents=True, exist_ok=True)
@@ -256,19 +269,28 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "data")
     parser.add_argument("--test", type=int, default=180, help="test pairs (default 180)")
     parser.add_argument("--valid", type=int, default=40, help="validation pairs (default 40)")
-    parser.add_argument("--train", type=int, default=0,
-                        help="training pairs (default 0 = all the rest, 504; 400 = the first shipped set)")
+    parser.add_argument("--train", type=int, default=FIRST_TRAIN,
+                        help="training pairs shipped in corpus/train (default 400, column first_400; 0 = all "
+                             "504); the others are listed in splits/train_extra.csv")
+    parser.add_argument("--extra-train-pairs", action="store_true",
+                        help="also copy the pairs of splits/train_extra.csv into corpus/train (issue 16's "
+                             "504-pair training set); on an existing corpus without --force, only that")
     parser.add_argument("--force", action="store_true", help="delete and rebuild an existing corpus")
     args = parser.parse_args(argv)
     if not (args.source / "voicebank_demand_test").is_dir():
         parser.error(f"{args.source}: no voicebank_demand_test/ folder; pass the shared data folder")
     generated = [args.out / "corpus", args.out / "noise", args.out / "splits"]
     if any(p.exists() for p in generated):
+        if args.extra_train_pairs and not args.force:
+            if not (args.out / "splits" / "train_extra.csv").exists():
+                parser.error(f"{args.out}: no splits/train_extra.csv to add; rebuild with --force")
+            add_extra_pairs(args.source, args.out)
+            return 0
         if not args.force:
             parser.error(f"{args.out}: corpus/, noise/ or splits/ already exist; pass --force to rebuild them")
         for p in generated:
             shutil.rmtree(p, ignore_errors=True)
-    build(args.source, args.out, args.test, args.valid, args.train or None)
+    build(args.source, args.out, args.test, args.valid, args.train or None, args.extra_train_pairs)
     return 0
 
 
