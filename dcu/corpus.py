@@ -1,11 +1,13 @@
 """The corpora dcu knows: the shipped mini corpus, the full VoiceBank+DEMAND, any paired folder.
 
 A corpus is a folder of splits, each ``<split>/clean`` and ``<split>/noisy`` holding files of the
-same names. This module finds them and lists their files (it reads no audio): the shipped splits
-(:data:`SPLITS`, described in data/README.md), the full corpus that :mod:`dcu.download` fetched
-into the cache (``root="voicebank"``), or a folder of the user's. It also says which files a
-training run reads (:func:`training_sources`, :func:`validation_sets`) and describes the corpora
-for ``dcu data info`` (:func:`describe_corpora`, :func:`data_cli`).
+same names. This module finds them and lists their files: the shipped splits (:data:`SPLITS`,
+described in data/README.md), the full corpus that :mod:`dcu.download` fetched into the cache
+(``root="voicebank"``), or a folder of the user's. It reads no audio itself; the noisy side of
+the :data:`REBUILT` splits, which is not shipped, is rebuilt into the cache on first use
+(:func:`mixtures_dir`, by :func:`dcu.mixing.rebuild_mixtures`). It also says which files a training
+run reads (:func:`training_sources`, :func:`validation_sets`) and describes the corpora for
+``dcu data info`` (:func:`describe_corpora`, :func:`data_cli`).
 
 Import these names from :mod:`dcu.data`, the one door to the data.
 
@@ -19,17 +21,22 @@ import csv
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from dcu.audio import AUDIO_EXTENSIONS, list_audio_files
 from dcu.download import ARCHIVES, BASE_URL, DownloadError, cache_dir, prepare_voicebank, voicebank_dir
+from dcu.mixing import rebuild_mixtures
 
-__all__ = ["SPLITS", "PairedFolder", "corpus_dir", "data_cli", "describe_corpora", "list_clean",
-           "list_pairs", "split_table", "training_sources", "validation_sets"]
+__all__ = ["REBUILT", "SPLITS", "PairedFolder", "corpus_dir", "data_cli", "describe_corpora", "list_clean",
+           "list_pairs", "mixtures_dir", "split_table", "training_sources", "validation_sets"]
 
 #: Paired splits of the shipped corpus (``<split>/clean`` and ``<split>/noisy``); ``p239_train``
 #: is clean speech only (:func:`list_clean`). See data/README.md.
 SPLITS = ("train", "valid", "test", "unseen", "p239_valid", "p239_test")
+
+#: Shipped splits whose noisy side is rebuilt into the cache on first use (:func:`mixtures_dir`).
+REBUILT = ("p239_valid", "p239_test")
 
 
 def corpus_dir() -> Path:
@@ -51,7 +58,12 @@ class PairedFolder:
 
     def __init__(self, clean_dir, noisy_dir):
         self.clean_dir, self.noisy_dir = Path(clean_dir), Path(noisy_dir)
+        shipped = (corpus_dir() / "corpus").resolve()
         for d in (self.clean_dir, self.noisy_dir):
+            if not d.is_dir() and d.parent.name in REBUILT and d.parent.parent.resolve() == shipped:
+                raise FileNotFoundError(f"{d}: not shipped; the noisy side of {d.parent.name} is rebuilt into the "
+                                        f"cache on first use: use dcu.data.list_pairs('{d.parent.name}') or "
+                                        f"`dcu evaluate --split {d.parent.name}`")
             if not d.is_dir():
                 raise FileNotFoundError(f"{d}: no such folder; a paired corpus needs clean/ and noisy/ folders")
         clean = {p.stem: p for p in list_audio_files(self.clean_dir)}
@@ -81,18 +93,31 @@ def split_table(split: str) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def mixtures_dir(split: str, cache=None) -> Path:
+    """The noisy side of a :data:`REBUILT` split, ``cache_dir(cache)/corpus/<split>/noisy``, made
+    or checked there by :func:`dcu.mixing.rebuild_mixtures` from the shipped clean side, noise
+    and recipe (``data/splits/<split>.csv``, ``splits/p239_restore.npz``). Nothing goes into data/."""
+    root = corpus_dir()
+    return rebuild_mixtures(split_table(split), root / "corpus" / split / "clean", root / "noise",
+                            root / "splits" / "p239_restore.npz", cache_dir(cache) / "corpus" / split / "noisy")
+
+
 def list_pairs(split: str, root=None) -> list[tuple[Path, Path]]:
     """``(noisy_path, clean_path)`` pairs of one split, sorted by name.
 
     Args:
         split: a split's folder name, e.g. ``"train"``, ``"valid"``, ``"test"``, ``"unseen"``
-            (the shipped corpus has the :data:`SPLITS`).
+            (the shipped corpus has the :data:`SPLITS`; the noisy side of the :data:`REBUILT`
+            ones is in the cache, built on first use by :func:`mixtures_dir`).
         root: ``None`` or ``"shipped"`` for the shipped corpus (``corpus_dir()/corpus``);
             ``"voicebank"`` for the full corpus fetched by ``dcu data download voicebank``;
             or any folder holding ``<split>/clean`` and ``<split>/noisy``.
     """
     if root is None or str(root) == "shipped":
         base = corpus_dir() / "corpus"
+        if split in REBUILT:  # the csv's names: a stale file in the cache is no pair
+            noisy, names = mixtures_dir(split), sorted(r["name"] for r in split_table(split))
+            return [(noisy / f"{n}.flac", base / split / "clean" / f"{n}.flac") for n in names]
     elif str(root) == "voicebank":
         base = voicebank_dir()
         if not base.is_dir():
@@ -123,9 +148,11 @@ def training_sources(data: str = "shipped", train_pairs: str = "first_400", extr
 
     Args:
         data: ``"shipped"``, ``"voicebank"`` or a folder holding ``train/{clean,noisy}``.
-        train_pairs: ``"first_400"`` (shipped corpus: the 400 pairs the first shipped models
-            trained on, column ``first_400`` of ``splits/train.csv``; other corpora: all) or
-            ``"all"``.
+        train_pairs: ``"first_400"`` (shipped corpus: the 400 pairs shipped, which the first
+            shipped models trained on, column ``first_400`` of ``splits/train.csv``; other
+            corpora: all) or ``"all"``: every pair in ``train``, which for the shipped corpus is
+            the same 400 unless ``python -m dcu.scripts.build_corpus --extra-train-pairs`` added
+            the 104 of ``splits/train_extra.csv`` (issue 16's 504-pair set; a warning says so).
         extra_speech: clean-only speech mixed on the fly: ``""`` (none), ``"p239"`` (the shipped
             ``p239_train``) or a folder of clean recordings.
 
@@ -142,6 +169,14 @@ def training_sources(data: str = "shipped", train_pairs: str = "first_400", extr
     if shipped and train_pairs == "first_400" and (splits / "train.csv").exists():
         first = {r["name"] for r in split_table("train") if r.get("first_400", "1") == "1"}
         pairs = [p for p in pairs if Path(p[1]).stem in first]
+    if shipped and train_pairs == "all" and (splits / "train_extra.csv").exists():
+        listed = {r["name"] for r in split_table("train_extra")}
+        missing = len(listed - {Path(c).stem for _, c in pairs})
+        if missing:
+            warnings.warn(f"--train-pairs all: {missing} of the {len(listed)} extra pairs listed in "
+                          f"{splits / 'train_extra.csv'} are not in {corpus_dir() / 'corpus' / 'train'} (not "
+                          f"shipped), so this trains on its {len(pairs)} pairs, not {len(pairs) + missing}; "
+                          "`python -m dcu.scripts.build_corpus --extra-train-pairs` adds them", stacklevel=2)
     noises = []
     if shipped:
         names = json.loads((splits / "noise.json").read_text())["train"]
@@ -195,19 +230,26 @@ def describe_corpora(cache=None) -> str:
     :func:`dcu.download.cache_dir`)."""
     root = corpus_dir()
     lines = [f"shipped corpus: {root / 'corpus'}"]
-    for split in SPLITS:
+    for split in SPLITS + ("train_extra",):
         path = root / "splits" / f"{split}.csv"
         if not path.exists():
-            lines.append(f"  {split:10s} missing ({path})")
+            if split != "train_extra":  # a data folder built before it existed has none
+                lines.append(f"  {split:11s} missing ({path})")
             continue
         rows = split_table(split)
         minutes = sum(float(r["duration_s"]) for r in rows) / 60
         speakers = sorted({r["speaker"] for r in rows})
-        lines.append(f"  {split:10s} {len(rows):4d} pairs  {minutes:5.1f} min  speakers: {', '.join(speakers)}")
+        lines.append(f"  {split:11s} {len(rows):4d} pairs  {minutes:5.1f} min  speakers: {', '.join(speakers)}")
+        if split == "train_extra":
+            built = sum((root / "corpus" / "train" / "clean" / f"{r['name']}.flac").exists() for r in rows)
+            lines[-1] += (f"; not shipped, {built} added to train (python -m dcu.scripts.build_corpus "
+                          "--extra-train-pairs adds them)")
+        elif split in REBUILT:
+            lines[-1] += f"; noisy side rebuilt on first use into {cache_dir(cache) / 'corpus' / split / 'noisy'}"
     noise = root / "splits" / "noise.json"
     if noise.exists():
         decl = json.loads(noise.read_text())
-        lines.append(f"  noise      train: {', '.join(decl['train'])}; held out: {', '.join(decl['heldout'])}")
+        lines.append(f"  noise       train: {', '.join(decl['train'])}; held out: {', '.join(decl['heldout'])}")
     vb = voicebank_dir(cache)
     lines.append(f"cache: {cache_dir(cache)}")
     if (vb / "complete.json").exists():

@@ -1,12 +1,13 @@
 """Evaluate an enhancer on paired folders: the paper's table with 95 % confidence intervals.
 
-    dcu evaluate --clean DIR --noisy DIR (--model NAME_OR_PATH | --baseline noisy|wiener|noisereduce
-                 | --enhanced DIR) [--json FILE] [--csv FILE] [--jobs N]
+    dcu evaluate (--clean DIR --noisy DIR | --split NAME) (--model NAME_OR_PATH
+                 | --baseline noisy|wiener|noisereduce | --enhanced DIR) [--json FILE] [--csv FILE] [--jobs N]
 
-Files are paired by name (without extension).  Metrics (:data:`dcu.metrics.METRICS`) are
-computed in worker processes with a progress bar; the summary gives, per metric, the mean, the
-half-width of its 95 % confidence interval (Student t) and the number of files with a defined
-value.  Book: book/08_evaluation.ipynb.
+Files are paired by name (without extension); ``--split`` takes a split of the shipped corpus
+(:func:`dcu.data.list_pairs`, which rebuilds p239's noisy side into the cache if needed).
+Metrics (:data:`dcu.metrics.METRICS`) are computed in worker processes with a progress bar;
+the summary gives, per metric, the mean, the half-width of its 95 % confidence interval
+(Student t) and the number of files with a defined value.  Book: book/08_evaluation.ipynb.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 from dcu.audio import AUDIO_EXTENSIONS, load_audio
 from dcu.baselines import BASELINES
 from dcu.checkpoint import load
-from dcu.data import PairedFolder, corpus_dir
+from dcu.data import PairedFolder, corpus_dir, list_pairs
 from dcu.engine import PRECISIONS
 from dcu.enhance import enhance_recording
 from dcu.metrics import compute_all
@@ -204,8 +205,10 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=TOOL, description="Score a model, a baseline or enhanced files against clean "
         "references (PESQ wb, CSIG, CBAK, COVL, SSNR, STOI, ESTOI, SI-SDR).")
-    p.add_argument("--clean", required=True, metavar="DIR", help="clean reference files")
-    p.add_argument("--noisy", required=True, metavar="DIR", help="noisy files, same names")
+    p.add_argument("--clean", metavar="DIR", help="clean reference files")
+    p.add_argument("--noisy", metavar="DIR", help="noisy files, same names")
+    p.add_argument("--split", metavar="NAME", help="instead of --clean/--noisy: a split of the shipped "
+                   "corpus (test, valid, unseen, p239_valid, p239_test...)")
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument("--model", metavar="NAME_OR_PATH", help="checkpoint path or shipped name")
     how.add_argument("--baseline", choices=["noisy", "wiener", "noisereduce"])
@@ -219,7 +222,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--group-by", metavar="COLUMN", help="also print a table per value of "
                    "COLUMN of --table (e.g. snr_bin)")
     p.add_argument("--table", metavar="CSV", help="file list with a 'name' column "
-                   "(default: data/splits/test.csv)")
+                   "(default: data/splits/test.csv, or the --split's)")
     return p
 
 
@@ -230,14 +233,21 @@ def evaluate_cli(argv: list[str]) -> int:
     failure is one line on standard error naming the file; the others are still scored and
     the table covers them) or for bad options; 130 on Ctrl-C.
     """
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if (args.clean or args.noisy) if args.split else not (args.clean and args.noisy):
+        parser.error("give --clean DIR and --noisy DIR, or --split NAME (not both)")
     failed: list = []
     try:
+        if args.split:  # the shipped split's folders (its noisy side may be in the cache)
+            found = list_pairs(args.split)
+            args.noisy, args.clean = found[0][0].parent, found[0][1].parent
         folders = [args.clean, args.noisy, args.enhanced]
         problem = plan_outputs({"json": args.json, "csv": args.csv}, folders)
         if problem:
             raise ValueError(problem)
-        pairs = [(c.stem, c, n) for n, c in PairedFolder(args.clean, args.noisy).pairs]
+        found = found if args.split else PairedFolder(args.clean, args.noisy).pairs
+        pairs = [(c.stem, c, n) for n, c in found]
         for folder in filter(None, folders):
             note = unused_entries(folder)
             if note:
@@ -258,7 +268,7 @@ def evaluate_cli(argv: list[str]) -> int:
         scored = f"{len(rows)} files" if not failed else f"{len(rows)} of {len(pairs)} files"
         print(format_table(summary, f"{method}: {scored} in {args.clean}"))
         if args.group_by:
-            table = args.table or corpus_dir() / "splits" / "test.csv"
+            table = args.table or corpus_dir() / "splits" / f"{args.split or 'test'}.csv"
             for g, s in group_by(rows, table, args.group_by).items():
                 print("\n" + format_table(s, f"{args.group_by} = {g}"))
         meta = {"method": method, "clean": str(args.clean), "noisy": str(args.noisy),

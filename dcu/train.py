@@ -64,7 +64,7 @@ class TrainConfig:
     items_per_file: int = 4
     remix_prob: float = 0.5
     remix_snrs: str = "0,5,10,15"  # dB, comma-separated: SNRs of the remixed items (the paper's)
-    train_pairs: str = "first_400"  # shipped corpus: "first_400" (what the shipped models saw) or "all" 504
+    train_pairs: str = "first_400"  # shipped: "first_400" (what the shipped models saw) or "all" (data/README.md step 4)
     extra_speech: str = ""  # clean speech mixed on the fly: "", "p239" (shipped p239_train) or a folder
     speed: str = ""  # "lo,hi": speed-perturb items by a factor in [lo, hi] (e.g. 0.9,1.1); "" = off
     speed_prob: float = 0.5  # share of items sped up when --speed is set

@@ -3,11 +3,23 @@
 The quick set: ``pytest -m "not slow and not book"``; everything: ``pytest``.
 """
 
+import csv
+import shutil
+
 import pytest
 import torch
 
 import dcu
-from dcu.data import list_pairs
+from dcu.data import corpus_dir, list_pairs, split_table
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cache_in_tmp(tmp_path_factory):
+    """The dcu cache of every test (where p239's noisy mixtures are rebuilt) is a temporary
+    folder, never the user's ~/.cache/dcu; a test may point $DCU_CACHE elsewhere itself."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DCU_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +42,29 @@ def tiny_ckpt(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
     dcu.save(dcu.DCUnet("tiny"), path)
     return path
+
+
+@pytest.fixture
+def mini_p239(tmp_path, monkeypatch):
+    """A data folder ($DCU_DATA) holding two rows of p239_test, the first mixed unscaled and the
+    first scaled down (with its restore array): copies of the shipped clean files and tables,
+    links to the shipped noise. Returns ``(data_folder, rows)``; $DCU_CACHE is ``tmp_path/cache``."""
+    shipped, data = corpus_dir(), tmp_path / "data"
+    rows = split_table("p239_test")
+    rows = [next(r for r in rows if float(r["peak_scale"]) == 1.0), next(r for r in rows if float(r["peak_scale"]) < 1)]
+    (data / "splits").mkdir(parents=True)
+    with open(data / "splits" / "p239_test.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    shutil.copy(shipped / "splits" / "p239_restore.npz", data / "splits")
+    (data / "corpus" / "p239_test" / "clean").mkdir(parents=True)
+    (data / "noise").mkdir()
+    for r in rows:
+        shutil.copy(shipped / "corpus" / "p239_test" / "clean" / f"{r['name']}.flac",
+                    data / "corpus" / "p239_test" / "clean")
+        if not (data / "noise" / f"{r['noise']}.flac").exists():
+            (data / "noise" / f"{r['noise']}.flac").symlink_to(shipped / "noise" / f"{r['noise']}.flac")
+    monkeypatch.setenv("DCU_DATA", str(data))
+    monkeypatch.setenv("DCU_CACHE", str(tmp_path / "cache"))
+    return data, rows

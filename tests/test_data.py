@@ -2,6 +2,8 @@
 
 import csv
 import json
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +12,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from dcu.data import (SPLITS, AudioFolder, EvalSet, PairedFolder, TrainingSet, corpus_dir, list_clean,
-                      list_pairs, mix_at_snr, snr_db, speech_power)
+                      list_pairs, mix_at_snr, snr_db, speech_power, training_sources)
+from dcu.scripts import build_corpus
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"  # the build's sources, where present
 
 RNG = np.random.default_rng(1234)
 
@@ -36,7 +41,7 @@ def test_splits_match_committed_lists_and_are_disjoint():
 
 
 def test_split_sizes_speakers_and_snrs():
-    for split, lo, hi in (("test", 150, 200), ("valid", 30, 60), ("train", 300, 504)):
+    for split, lo, hi in (("test", 150, 200), ("valid", 30, 60), ("train", 400, 400), ("train_extra", 104, 104)):
         rows = read_csv(split)
         assert lo <= len(rows) <= hi
         strata = {(r["speaker"], float(r["snr_bin"])) for r in rows}
@@ -64,11 +69,38 @@ def test_noise_declaration():
     assert {r["noise"] for r in read_csv("unseen")} <= set(decl["heldout"])
 
 
-def test_train_split_keeps_the_first_400_marked():
-    rows = read_csv("train")
-    assert len(rows) == 504 and sum(r["first_400"] == "1" for r in rows) == 400
-    everything = {r["name"] for s in ("train", "valid", "test") for r in read_csv(s)}
-    assert len(everything) == 724  # all of VoiceBank+DEMAND's pairs here, each in one split
+def test_train_split_ships_the_first_400_and_lists_the_other_104():
+    rows, extra = read_csv("train"), read_csv("train_extra")
+    assert len(rows) == 400 and all(r["first_400"] == "1" for r in rows)  # what the shipped models saw
+    assert len(extra) == 104 and all(r["first_400"] == "0" for r in extra)  # issue 16's other pairs
+    assert [c.stem for _, c in list_pairs("train")] == sorted(r["name"] for r in rows)  # nothing else shipped
+    everything = [r["name"] for s in ("train", "train_extra", "valid", "test") for r in read_csv(s)]
+    assert len(everything) == len(set(everything)) == 724  # all of VoiceBank+DEMAND's pairs, each in one list
+
+
+@pytest.mark.skipif(not (SHARED / "voicebank_demand_test").is_dir(), reason="needs ../shared/data")
+def test_the_extra_pairs_built_into_a_corpus_make_all_504(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    for side in ("clean", "noisy"):
+        (data / "corpus" / "train" / side).mkdir(parents=True)
+        for f in (corpus_dir() / "corpus" / "train" / side).glob("*.flac"):
+            (data / "corpus" / "train" / side / f.name).symlink_to(f)
+    for d in ("splits", "noise"):
+        (data / d).symlink_to(corpus_dir() / d)
+    monkeypatch.setenv("DCU_DATA", str(data))
+    with pytest.warns(UserWarning, match="104 of the 104 extra pairs"):
+        assert len(training_sources("shipped", "all")["pairs"]) == 400
+    build_corpus.add_extra_pairs(SHARED, data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pairs = training_sources("shipped", "all")["pairs"]
+    assert sorted(c.stem for _, c in pairs) == sorted(r["name"] for s in ("train", "train_extra") for r in read_csv(s))
+    first = training_sources("shipped", "first_400")["pairs"]
+    assert [c.stem for _, c in first] == [r["name"] for r in read_csv("train")]
+    noisy, clean = next(p for p in pairs if p[1].stem == read_csv("train_extra")[0]["name"])
+    r = read_csv("train_extra")[0]  # the real pair, as train_extra.csv describes it
+    x, y = sf.read(noisy)[0], sf.read(clean)[0]
+    assert snr_db(y, x - y, power="active") == pytest.approx(float(r["snr_db"]), abs=0.01)
 
 
 def test_p239_split_by_utterance_and_mixed_with_heldout_noise():
@@ -78,7 +110,8 @@ def test_p239_split_by_utterance_and_mixed_with_heldout_noise():
     assert len(set().union(*names.values())) == 503 and all(n.startswith("p239_") for v in names.values() for n in v)
     assert [p.stem for p in list_clean("p239_train")] == names["p239_train"]
     assert not (corpus_dir() / "corpus" / "p239_train" / "noisy").exists()
-    for split in ("p239_valid", "p239_test"):
+    for split in ("p239_valid", "p239_test"):  # their noisy side: rebuilt into the cache (test_mixing.py)
+        assert not (corpus_dir() / "corpus" / split / "noisy").exists()
         rows = read_csv(split)
         assert {r["noise"] for r in rows} == heldout  # held-out noise only, never a training one
         assert {float(r["snr_bin"]) for r in rows} == {0.0, 5.0, 10.0, 15.0}

@@ -11,6 +11,7 @@ from scipy import stats
 
 from dcu import baselines, evaluate
 from dcu.audio import load_audio
+from dcu.data import list_pairs
 from dcu.metrics import METRICS, compute_all
 
 CORPUS = Path(__file__).resolve().parent.parent / "data" / "corpus" / "valid"
@@ -129,6 +130,24 @@ def test_cli_baseline_writes_json_and_csv(folders, tmp_path, capsys):
     assert evaluate.evaluate_cli(["--clean", str(folders / "clean"), "--noisy",
                                   str(folders / "noisy"), "--baseline", "noisy", "--json",
                                   str(out_json), "--jobs", "1"]) == 0
+
+
+def test_cli_split_scores_a_shipped_split_with_its_rebuilt_noisy_side(mini_p239, tmp_path, capsys):
+    _, rows = mini_p239  # two p239_test pairs; their noisy side exists only once list_pairs rebuilds it
+    out = tmp_path / "r.json"
+    code = evaluate.evaluate_cli(["--split", "p239_test", "--baseline", "noisy", "--json", str(out),
+                                  "--jobs", "1", "--group-by", "peak_scale"])
+    assert code == 0
+    doc, pairs = json.loads(out.read_text()), list_pairs("p239_test")
+    assert [f["name"] for f in doc["files"]] == [c.stem for _, c in pairs] == sorted(r["name"] for r in rows)
+    for f, (noisy, clean) in zip(doc["files"], pairs):
+        assert f["pesq"] == pytest.approx(compute_all(load_audio(clean), load_audio(noisy))["pesq"])
+    printed = capsys.readouterr().out  # --group-by reads the split's own table
+    assert "peak_scale = 1.0" in printed and f"peak_scale = {rows[1]['peak_scale']}" in printed
+    with pytest.raises(SystemExit):
+        evaluate.evaluate_cli(["--split", "p239_test", "--clean", "a", "--baseline", "noisy"])
+    with pytest.raises(SystemExit):
+        evaluate.evaluate_cli(["--clean", "a", "--baseline", "noisy"])
 
 
 def test_cli_enhanced_folder_of_clean_copies_scores_perfectly(folders, tmp_path):

@@ -4,8 +4,9 @@ asset in ``data/`` can be remade and checked.
 
 Run them from the repository root:
 
-- ``python -m dcu.scripts.build_corpus [SOURCE] [--force]``: the shipped corpus in
-  ``data/corpus``, ``data/noise`` and ``data/splits`` (protocol: data/README.md);
+- ``python -m dcu.scripts.build_corpus [SOURCE] [--force] [--extra-train-pairs]``: the shipped
+  corpus in ``data/corpus``, ``data/noise`` and ``data/splits`` (protocol: data/README.md), and
+  on request the 104 training pairs it lists but does not ship;
 - ``python -m dcu.scripts.validate_noisy [--data DIR]``: the metrics on the real VoiceBank+DEMAND
   noisy inputs against the paper's "noisy" row (``data/validation/``);
 - ``bash dcu/scripts/train_gpu.sh BUDGET_MINUTES``, ``bash dcu/scripts/finetune_cpu.sh``,

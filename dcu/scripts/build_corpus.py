@@ -1,18 +1,25 @@
 """Build the shipped corpus in data/ from the real recordings in ../shared/data.
 
-    python -m dcu.scripts.build_corpus [SOURCE] [--force]      (from the repository root)
+    python -m dcu.scripts.build_corpus [SOURCE] [--force] [--extra-train-pairs]   (from the repository root)
 
 SOURCE defaults to ``../shared/data`` next to the repository. The build is deterministic (fixed
 seed, sorted inputs): running it twice gives the same split lists and the same files. See
 data/README.md for the protocol and the licences of every source. Nothing here downloads.
+
+Listed but not shipped, to keep ``data/`` small: the 104 training pairs beyond the first 400
+(``splits/train_extra.csv``; ``--extra-train-pairs`` copies them into ``corpus/train``: issue 16's
+504-pair set) and the noisy side of p239_valid/p239_test, whose recipes (their csv files and
+``splits/p239_restore.npz``) :mod:`dcu.corpus` rebuilds into the cache on first use.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +27,7 @@ import soundfile as sf
 
 from dcu.audio import load_audio, save_audio
 from dcu.data import PairedFolder, mix_at_snr, snr_db
+from dcu.mixing import make_recipe, pcm16_sha256
 from dcu.stft import SAMPLE_RATE
 
 REPO = Path(__file__).resolve().parents[2]  # dcu/scripts/ -> the repository root
@@ -27,10 +35,10 @@ REPO = Path(__file__).resolve().parents[2]  # dcu/scripts/ -> the repository roo
 SEED = 2019
 TEST_SNRS = (2.5, 7.5, 12.5, 17.5)  # the VoiceBank+DEMAND test SNRs
 TRAIN_NOISES = ["exercise_bike", "speechbrain_noise1", "speechbrain_noise2", "speechbrain_noise4", "speechbrain_noise5"]
-HELDOUT_NOISES = ["doing_the_dishes", "speechbrain_noise3"]  # only in unseen/ and demo/
+HELDOUT_NOISES = ["doing_the_dishes", "speechbrain_noise3"]  # only in unseen/, demo/, p239 valid/test
 DEMO_NOISE, DEMO_SNR = "doing_the_dishes", 5.0
 PEAK = 0.99  # mixtures louder than this are scaled down, clean and noisy together
-FIRST_TRAIN = 400  # the training pairs shipped before issue 16 (column first_400 of train.csv)
+FIRST_TRAIN = 400  # the training pairs shipped (column first_400; the rest: splits/train_extra.csv)
 P239_SPLIT = {"p239_valid": 50, "p239_test": 50}  # utterances; the rest of the 503 is p239_train
 P239_SNRS = (0.0, 5.0, 10.0, 15.0)  # the paper's training SNRs, cycled over the sorted names
 TRIM_MARGIN = 0.2  # seconds of room tone kept before the first and after the last active frame
@@ -108,10 +116,45 @@ def speech_span(wav: np.ndarray, margin: float = TRIM_MARGIN, frame: int = 320) 
     return max(0, active[0] * frame - pad), min(wav.size, (active[-1] + 1) * frame + pad)
 
 
+def save_npz(path: Path, arrays: dict) -> None:
+    """``np.savez_compressed`` without its time stamps, so that a rebuild is byte-identical."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for key in sorted(arrays):
+            buf = io.BytesIO()
+            np.save(buf, arrays[key], allow_pickle=False)
+            z.writestr(zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0)), buf.getvalue(),
+                       compress_type=zipfile.ZIP_DEFLATED)
+
+
+def mix_recipe(clean: np.ndarray, noise: np.ndarray, start: int, stop: int, snr: float, rng, clean_dst: Path) -> dict:
+    """Mix ``clean`` with ``noise[start:stop]`` as :func:`mix_and_save` does (the same draws from
+    ``rng``) but save the clean side only: return the csv fields of the recipe that
+    :func:`dcu.mixing.remix` rebuilds the noisy side from, and its ``restore`` array."""
+    r = make_recipe(clean, noise[start:stop], snr, rng, PEAK)
+    save_audio(clean_dst, clean * r["peak_scale"], SAMPLE_RATE)
+    assert np.array_equal(load_audio(clean_dst), r["clean"]), f"{clean_dst}: not the clean side of the recipe"
+    est = snr_db(r["clean"], r["mixture"] - r["clean"], power="active")  # what a reader measures
+    return {"snr_db": f"{est:.2f}", "noise_start": start, "noise_stop": stop, "offset": r["offset"],
+            "noise_gain": repr(r["gain"]), "peak_scale": repr(r["peak_scale"]),
+            "noisy_sha256": pcm16_sha256(r["mixture"]), "restore": r["restore"]}
+
+
+def add_extra_pairs(source: Path, out: Path) -> None:
+    """Copy the pairs listed in ``out/splits/train_extra.csv`` into ``out/corpus/train``."""
+    with open(out / "splits" / "train_extra.csv", newline="") as f:
+        names = [r["name"] for r in csv.DictReader(f)]
+    vb = PairedFolder(source / "voicebank_demand_test" / "clean", source / "voicebank_demand_test" / "noisy")
+    pairs = {c.stem: (n, c) for n, c in vb.pairs}
+    for name in names:
+        copy_pair({"name": name, "noisy": pairs[name][0], "clean": pairs[name][1]}, "train", out)
+    print(f"train: added the {len(names)} pairs of train_extra.csv to {out / 'corpus' / 'train'}")
+
+
 def build_p239(source: Path, out: Path, noise_dir: Path) -> None:
     """VCTK p239: trimmed clean utterances split by utterance; valid/test mixed with held-out noise.
 
     Its own random generator, so the splits built before p239 was added stay byte-identical.
+    The noisy side of valid/test is not written: its recipe is (see :func:`mix_recipe`).
     """
     rng = np.random.default_rng([SEED, 239])
     files = sorted((source / "vctk_p239").glob("p239_*.flac"))
@@ -123,6 +166,7 @@ def build_p239(source: Path, out: Path, noise_dir: Path) -> None:
     # each held-out noise is cut in two halves: valid mixes with the first, test with the second
     noises = {n: load_audio(noise_dir / f"{n}.flac") for n in HELDOUT_NOISES}
     fields = ["name", "speaker", "duration_s", "trimmed_s"]
+    restore = {}
     for split, paths in splits.items():
         rows = []
         for i, path in enumerate(paths):
@@ -131,23 +175,27 @@ def build_p239(source: Path, out: Path, noise_dir: Path) -> None:
             clean = raw[a:b]
             row = dict(name=path.stem, speaker="p239", duration_s=f"{clean.size / SAMPLE_RATE:.3f}",
                        trimmed_s=f"{(raw.size - clean.size) / SAMPLE_RATE:.3f}")
-            d = out / "corpus" / split
+            dst = out / "corpus" / split / "clean" / path.name
             if split == "p239_train":
-                save_audio(d / "clean" / path.name, clean, SAMPLE_RATE)
+                save_audio(dst, clean, SAMPLE_RATE)
             else:
                 name, snr = HELDOUT_NOISES[i % len(HELDOUT_NOISES)], P239_SNRS[i % len(P239_SNRS)]
-                noise = noises[name]
-                half = noise[: noise.size // 2] if split == "p239_valid" else noise[noise.size // 2:]
-                est = mix_and_save(clean, half, snr, rng, d / "clean" / path.name, d / "noisy" / path.name)
-                row.update(snr_db=f"{est:.2f}", snr_bin=snr, noise=name)
+                size = noises[name].size
+                start, stop = (0, size // 2) if split == "p239_valid" else (size // 2, size)
+                row.update(snr_bin=snr, noise=name, **mix_recipe(clean, noises[name], start, stop, snr, rng, dst))
+                if row["restore"] is not None:
+                    restore[path.stem] = row["restore"]
             rows.append(row)
-        extra = [] if split == "p239_train" else ["snr_db", "snr_bin", "noise"]
+        extra = [] if split == "p239_train" else ["snr_db", "snr_bin", "noise", "noise_start", "noise_stop",
+                                                   "offset", "noise_gain", "peak_scale", "noisy_sha256"]
         write_csv(out / "splits" / f"{split}.csv", rows, fields + extra)
         minutes = sum(float(r["duration_s"]) for r in rows) / 60
         print(f"{split}: {len(rows)} utterances, {minutes:.1f} min after trimming")
+    save_npz(out / "splits" / "p239_restore.npz", restore)
+    print(f"p239_valid, p239_test: noisy side as recipes ({len(restore)} scaled down, restore in p239_restore.npz)")
 
 
-def build(source: Path, out: Path, n_test: int, n_valid: int, n_train: int | None) -> None:
+def build(source: Path, out: Path, n_test: int, n_valid: int, n_train: int | None, extra_pairs: bool) -> None:
     rng = np.random.default_rng(SEED)
     vb = PairedFolder(source / "voicebank_demand_test" / "clean", source / "voicebank_demand_test" / "noisy")
     rows = []
@@ -159,8 +207,8 @@ def build(source: Path, out: Path, n_test: int, n_valid: int, n_train: int | Non
                          clean=clean_path, noisy=noisy_path))
     test, rest = stratified_pick(rows, n_test, rng)
     valid, rest = stratified_pick(rest, n_valid, rng)
-    # The 400 pairs shipped first are drawn as they always were (this also keeps the generator's
-    # state, so unseen/ and demo/ stay byte-identical); the other 104 joined them in issue 16.
+    # The 400 pairs shipped are drawn as they always were (this also keeps the generator's state,
+    # so unseen/ and demo/ stay byte-identical); issue 16 trained on them and the other 104.
     first = stratified_pick(rest, FIRST_TRAIN, rng)[0]
     first_names = {r["name"] for r in first}
     if n_train is None or n_train >= len(rest):
@@ -171,13 +219,14 @@ def build(source: Path, out: Path, n_test: int, n_valid: int, n_train: int | Non
         train = stratified_pick(rest, n_train, np.random.default_rng([SEED, n_train]))[0]
     for r in rest:
         r["first_400"] = int(r["name"] in first_names)
+    names = {r["name"] for r in train}
+    extra = [r for r in rest if r["name"] not in names]  # listed in train_extra.csv, shipped on request
     fields = ["name", "speaker", "snr_db", "snr_bin", "duration_s"]
-    for split, chosen in (("test", test), ("valid", valid), ("train", train)):
-        for row in chosen:
-            copy_pair(row, split, out)
-        write_csv(out / "splits" / f"{split}.csv", chosen, fields + (["first_400"] if split == "train" else []))
-        print(f"{split}: {len(chosen)} pairs")
-    print(f"not shipped: {len(rows) - len(test) - len(valid) - len(train)} pairs")
+    for split, chosen in (("test", test), ("valid", valid), ("train", train), ("train_extra", extra)):
+        for row in chosen if split != "train_extra" or extra_pairs else []:
+            copy_pair(row, "train" if split == "train_extra" else split, out)
+        write_csv(out / "splits" / f"{split}.csv", chosen, fields + (["first_400"] if split.startswith("train") else []))
+        print(f"{split}: {len(chosen)} pairs" + (" (listed only)" if split == "train_extra" and not extra_pairs else ""))
 
     noise_dir = out / "noise"
     noise_dir.mkdir(parents=True, exist_ok=True)
@@ -185,7 +234,7 @@ def build(source: Path, out: Path, n_test: int, n_valid: int, n_train: int | Non
         shutil.copyfile(source / "noise" / f"{name}.flac", noise_dir / f"{name}.flac")
     json.dump({"train": TRAIN_NOISES, "heldout": HELDOUT_NOISES,
                "note": "train noises may be used for on-the-fly remixing; heldout noises appear only "
-                       "in corpus/unseen, corpus/demo, corpus/p239_valid and corpus/p239_test"},
+                       "in corpus/unseen, corpus/demo and the p239_valid and p239_test mixtures"},
               open(out / "splits" / "noise.json", "w"), indent=2)
 
     vb_names = {r["name"] for r in rows}
@@ -220,19 +269,28 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "data")
     parser.add_argument("--test", type=int, default=180, help="test pairs (default 180)")
     parser.add_argument("--valid", type=int, default=40, help="validation pairs (default 40)")
-    parser.add_argument("--train", type=int, default=0,
-                        help="training pairs (default 0 = all the rest, 504; 400 = the first shipped set)")
+    parser.add_argument("--train", type=int, default=FIRST_TRAIN,
+                        help="training pairs shipped in corpus/train (default 400, column first_400; 0 = all "
+                             "504); the others are listed in splits/train_extra.csv")
+    parser.add_argument("--extra-train-pairs", action="store_true",
+                        help="also copy the pairs of splits/train_extra.csv into corpus/train (issue 16's "
+                             "504-pair training set); on an existing corpus without --force, only that")
     parser.add_argument("--force", action="store_true", help="delete and rebuild an existing corpus")
     args = parser.parse_args(argv)
     if not (args.source / "voicebank_demand_test").is_dir():
         parser.error(f"{args.source}: no voicebank_demand_test/ folder; pass the shared data folder")
     generated = [args.out / "corpus", args.out / "noise", args.out / "splits"]
     if any(p.exists() for p in generated):
+        if args.extra_train_pairs and not args.force:
+            if not (args.out / "splits" / "train_extra.csv").exists():
+                parser.error(f"{args.out}: no splits/train_extra.csv to add; rebuild with --force")
+            add_extra_pairs(args.source, args.out)
+            return 0
         if not args.force:
             parser.error(f"{args.out}: corpus/, noise/ or splits/ already exist; pass --force to rebuild them")
         for p in generated:
             shutil.rmtree(p, ignore_errors=True)
-    build(args.source, args.out, args.test, args.valid, args.train or None)
+    build(args.source, args.out, args.test, args.valid, args.train or None, args.extra_train_pairs)
     return 0
 
 
