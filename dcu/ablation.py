@@ -13,7 +13,9 @@ scored with its final weights (the same training budget for every arm) on the wh
 and the unseen-speaker set with :func:`dcu.evaluate.evaluate_pairs`; the result file holds, per
 run, its settings, wall and CPU time, precision, training log, and the metrics' means and per-file
 values, so every comparison can be recomputed (chapter 7 does: paired differences per file and
-across seeds).
+across seeds). Several processes (cores, GPUs) can share one grid: each run is claimed with a
+lock file in its folder (:func:`dcu.atomic.claim`), so every process trains the next run nobody
+else is training, and each adds its results to the runs the file holds when it finishes.
 
 Book: book/07_training.ipynb
 """
@@ -36,7 +38,7 @@ from dcu.data import list_pairs
 from dcu.enhance import enhance_recording
 from dcu.evaluate import evaluate_pairs
 from dcu.runlog import read_log
-from dcu.atomic import write_json
+from dcu.atomic import claim, release, write_json
 from dcu.train import TrainConfig, Trainer, TrainingError
 from dcu.unet import ModelConfig
 
@@ -185,7 +187,8 @@ def _machine() -> dict:
 
 def run_grid(out, runs_dir, settings: GridSettings, runs: list[AblationRun] | None = None,
              jobs: int = 2, progress: bool = True) -> dict:
-    """Train and score every run of the grid not yet in ``out`` (JSON), rewriting it after each.
+    """Train and score every run of the grid not yet in ``out`` (JSON), rewriting it after each;
+    a run another live process has claimed is left to it.
 
     Returns ``{"meta": ..., "input": {set: scores of the noisy input}, "runs": [...]}``.
 
@@ -209,27 +212,46 @@ def run_grid(out, runs_dir, settings: GridSettings, runs: list[AblationRun] | No
         result = {"meta": meta, "input": {k: score(v, None, jobs, progress) for k, v in sets.items()},
                   "runs": []}
         write_json(out, result)
-    done = {r["name"] for r in result["runs"]}
     for run in runs:
-        if run.name in done:
-            continue
-        if progress:
-            print(f"== {run.name}", flush=True)
-        last = train_run(run, settings, runs_dir / run.folder, progress)
-        model = load(last, precision=settings.precision)
-        meta_run = model.metadata
-        record = {**asdict(run), "arch": settings.arch, "steps": meta_run["step"],
-                  "batch_size": settings.batch_size, "segment_seconds": settings.segment_seconds,
-                  "precision": meta_run.get("precision"), "num_parameters": model.num_parameters(),
-                  "wall_seconds": round(meta_run.get("clock", {}).get("wall_seconds", 0.0), 1),
-                  "cpu_seconds": round(meta_run.get("clock", {}).get("cpu_seconds", 0.0), 1),
-                  "machine": _machine(), "log": _read_log(runs_dir / run.folder),
-                  "folder": str(runs_dir / run.folder)}
-        for name, pairs in sets.items():
-            record[name] = score(pairs, functools.partial(enhance_recording, model), jobs, progress)
-        result["runs"].append(record)
-        write_json(out, result)
+        lock = runs_dir / run.folder / "running.pid"
+        if run.name in _recorded(out) or not claim(lock):
+            continue  # finished, or another process is training it now (see the docstring)
+        try:
+            if run.name not in _recorded(out):  # not finished meanwhile by another process
+                _record(out, run, settings, runs_dir, sets, jobs, progress)
+        finally:
+            release(lock)
+    result["runs"] = list(_recorded(out).values())
     return result
+
+
+def _recorded(out: Path) -> dict:
+    """The finished runs ``out`` holds now, by name (other processes may have added some)."""
+    try:
+        return {r["name"]: r for r in json.loads(out.read_text())["runs"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _record(out, run, settings, runs_dir, sets, jobs, progress) -> None:
+    """Train ``run`` to the end, score it and add it to the runs ``out`` holds now."""
+    if progress:
+        print(f"== {run.name}", flush=True)
+    last = train_run(run, settings, runs_dir / run.folder, progress)
+    model = load(last, precision=settings.precision)
+    meta_run = model.metadata
+    record = {**asdict(run), "arch": settings.arch, "steps": meta_run["step"],
+              "batch_size": settings.batch_size, "segment_seconds": settings.segment_seconds,
+              "precision": meta_run.get("precision"), "num_parameters": model.num_parameters(),
+              "wall_seconds": round(meta_run.get("clock", {}).get("wall_seconds", 0.0), 1),
+              "cpu_seconds": round(meta_run.get("clock", {}).get("cpu_seconds", 0.0), 1),
+              "machine": _machine(), "log": _read_log(runs_dir / run.folder),
+              "folder": str(runs_dir / run.folder)}
+    for name, pairs in sets.items():
+        record[name] = score(pairs, functools.partial(enhance_recording, model), jobs, progress)
+    result = json.loads(out.read_text())
+    result["runs"] = [*(r for r in result["runs"] if r["name"] != run.name), record]
+    write_json(out, result)
 
 
 def ablation_cli(argv: list[str]) -> int:

@@ -15,6 +15,10 @@ one, never half a file.
   machine: on a folder shared between machines a live writer elsewhere looks dead; dcu does not
   write one destination from two machines at once).
 
+- **One worker per job.** :func:`claim` takes a lock file naming this process (created with
+  ``O_EXCL``, so of two processes racing for it exactly one gets it); a lock whose process no
+  longer runs is taken over, so a killed worker never blocks its job; :func:`release` drops it.
+
 It imports nothing from dcu. Book: book/07_training.ipynb (checkpoints)
 """
 
@@ -24,7 +28,8 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write", "write_json", "clean_stale_temporaries", "default_mode"]
+__all__ = ["atomic_write", "write_json", "clean_stale_temporaries", "default_mode", "claim",
+           "release"]
 
 
 def default_mode() -> int:
@@ -97,3 +102,36 @@ def write_json(path, data, indent: int = 1) -> Path:
     import json
 
     return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=indent) + "\n"))
+
+
+def claim(lock) -> bool:
+    """Take the lock file ``lock`` for this process: True if taken (or already ours), False while
+    another live process on this machine holds it. A lock left by a dead process is taken over."""
+    lock = Path(lock)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                owner = lock.read_text().strip()
+            except OSError:
+                owner = ""
+            if owner.isdigit() and (int(owner) == os.getpid() or _alive(int(owner))):
+                return int(owner) == os.getpid()
+            lock.unlink(missing_ok=True)  # stale (or half-written by a killed process): retry once
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return True
+    return False
+
+
+def release(lock) -> None:
+    """Remove ``lock`` if this process holds it (see :func:`claim`)."""
+    lock = Path(lock)
+    try:
+        if lock.read_text().strip() == str(os.getpid()):
+            lock.unlink()
+    except OSError:
+        pass

@@ -4,6 +4,8 @@ interrupted run from its checkpoint, never redoes a finished run, and never over
 import dataclasses
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +99,37 @@ def test_second_call_redoes_nothing(quick, monkeypatch):
     again = ablation.run_grid(out, runs_dir, settings, jobs=1, progress=False)
     assert json.loads(json.dumps(again)) == json.loads(before)
     assert Path(out).read_text() == before
+
+
+def test_processes_sharing_a_grid_skip_claimed_runs_and_keep_each_others_results(
+        small_corpus, tmp_path, monkeypatch):
+    settings = quick_settings(small_corpus)
+    out, runs_dir = tmp_path / "shared.json", tmp_path / "runs"
+    first, second = settings.runs[:2]
+    other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:  # another live process is training the second run
+        (runs_dir / second.folder).mkdir(parents=True)
+        (runs_dir / second.folder / "running.pid").write_text(str(other.pid))
+        trained = []
+        real_train_run = ablation.train_run
+
+        def spy(run, *args, **kwargs):
+            trained.append(run.name)
+            return real_train_run(run, *args, **kwargs)
+
+        monkeypatch.setattr(ablation, "train_run", spy)
+        result = ablation.run_grid(out, runs_dir, settings, runs=[first, second], jobs=1, progress=False)
+        assert trained == [first.name] and [r["name"] for r in result["runs"]] == [first.name]
+        assert not (runs_dir / first.folder / "running.pid").exists()  # released when done
+        # the other process finishes and records its run; ours must not have dropped it, nor it ours
+        doc = json.loads(out.read_text())
+        doc["runs"].append({**doc["runs"][0], "name": second.name})
+        out.write_text(json.dumps(doc))
+    finally:
+        other.communicate(b"")
+    (runs_dir / second.folder / "running.pid").unlink()
+    again = ablation.run_grid(out, runs_dir, settings, runs=[first, second], jobs=1, progress=False)
+    assert trained == [first.name] and [r["name"] for r in again["runs"]] == [first.name, second.name]
 
 
 def test_an_interrupted_run_resumes_from_its_checkpoint(small_corpus, tmp_path, monkeypatch):
