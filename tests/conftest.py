@@ -22,6 +22,16 @@ def cache_in_tmp(tmp_path_factory):
         yield
 
 
+@pytest.fixture(autouse=True)
+def denormals_as_before():
+    """Training and ``dcu enhance`` flush denormal floats process-wide (a CPU speed setting that
+    stays on after them); each test starts with them as a fresh process has them, so no test sees
+    another's setting (hypothesis refuses to draw floats while they are flushed)."""
+    torch.set_flush_denormal(False)
+    yield
+    torch.set_flush_denormal(False)
+
+
 @pytest.fixture(scope="session")
 def small_corpus(tmp_path_factory):
     """A corpus folder with 4 training and 2 validation pairs (links to shipped files)."""
