@@ -17,14 +17,12 @@ and a method already scored is not scored again (delete its entry, or the file, 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 
 from dcu.atomic import write_json
-from dcu.audio import load_audio
 from dcu.baselines import BASELINES
 from dcu.checkpoint import load
 from dcu.corpus import corpus_dir, list_pairs
@@ -48,17 +46,15 @@ def eval_pairs(name: str) -> list[tuple[str, Path, Path]]:
 
 def score(pairs, enhance) -> tuple[dict, list]:
     """Intrusive metrics as ``dcu evaluate`` computes them, plus DNSMOS of the same outputs."""
-    outputs = {}
+    outputs = []
 
     def remembered(noisy, sample_rate):  # enhance once; DNSMOS reads the same output
-        y = np.asarray(enhance(noisy, sample_rate), dtype=np.float32)
-        outputs[hashlib.sha1(np.ascontiguousarray(noisy).tobytes()).hexdigest()] = y
-        return y
+        outputs.append(np.asarray(enhance(noisy, sample_rate), dtype=np.float32))
+        return outputs[-1]
 
+    # one process: files are enhanced in order, and any failure raises, so rows match outputs
     _, rows = evaluate_pairs(pairs, remembered, jobs=1, progress=True)
-    for row, (_, _, noisy_path) in zip(rows, pairs):
-        noisy = load_audio(noisy_path)
-        y = outputs[hashlib.sha1(np.ascontiguousarray(noisy).tobytes()).hexdigest()]
+    for row, y in zip(rows, outputs, strict=True):
         mos = dnsmos(y, SAMPLE_RATE)
         row.update({f"dnsmos_{k}": float(mos[k]) for k in ("sig", "bak", "ovrl")})
     return summarize(rows, ALL_METRICS), rows
