@@ -15,8 +15,8 @@ one, never half a file.
   machine: on a folder shared between machines a live writer elsewhere looks dead; dcu does not
   write one destination from two machines at once).
 
-- **One worker per job.** :func:`claim` takes a lock file naming this process (created with
-  ``O_EXCL``, so of two processes racing for it exactly one gets it); a lock whose process no
+- **One worker per job.** :func:`claim` takes a lock file naming this process (hard-linked
+  from a complete file, so of two processes racing for it exactly one gets it); a lock whose process no
   longer runs is taken over, so a killed worker never blocks its job; :func:`release` drops it.
 
 It imports nothing from dcu. Book: book/07_training.ipynb (checkpoints)
@@ -109,9 +109,18 @@ def claim(lock) -> bool:
     another live process on this machine holds it. A lock left by a dead process is taken over."""
     lock = Path(lock)
     lock.parent.mkdir(parents=True, exist_ok=True)
+    mine = lock.with_name(f".{lock.name}.{os.getpid()}.tmp")  # linked in whole: never seen empty
+    mine.write_text(str(os.getpid()))
+    try:
+        return _take(lock, mine)
+    finally:
+        mine.unlink(missing_ok=True)
+
+
+def _take(lock: Path, mine: Path) -> bool:
     for _ in range(2):
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            os.link(mine, lock)  # fails if the lock exists, atomically
         except FileExistsError:
             try:
                 owner = lock.read_text().strip()
@@ -121,8 +130,6 @@ def claim(lock) -> bool:
                 return int(owner) == os.getpid()
             lock.unlink(missing_ok=True)  # stale (or half-written by a killed process): retry once
             continue
-        with os.fdopen(fd, "w") as f:
-            f.write(str(os.getpid()))
         return True
     return False
 
