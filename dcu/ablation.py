@@ -5,17 +5,15 @@
 
 Choi et al. support their proposals with ablations: the complex U-Net against a real-valued twin
 with as many parameters, and the three masks (UBD, BDSS, BDT) under three losses (spectral MSE,
-SDR, weighted SDR). :data:`GRIDS` holds the grids as data: which runs, on which architecture,
-for how many steps. Every run is a normal ``dcu train`` run (:class:`dcu.train.Trainer`) with its
-own folder under ``--runs``: a killed grid resumes the run it was in from that run's last
-checkpoint, and finished runs (already in the result file) are never redone. Each run is then
-scored with its final weights (the same training budget for every arm) on the whole test split
-and the unseen-speaker set with :func:`dcu.evaluate.evaluate_pairs`; the result file holds, per
-run, its settings, wall and CPU time, precision, training log, and the metrics' means and per-file
-values, so every comparison can be recomputed (chapter 7 does: paired differences per file and
-across seeds). Several processes (cores, GPUs) can share one grid: each run is claimed with a
-lock file in its folder (:func:`dcu.atomic.claim`), so every process trains the next run nobody
-else is training, and each adds its results to the runs the file holds when it finishes.
+SDR, weighted SDR). :data:`GRIDS` holds the grids as data. Every run is a normal ``dcu train`` run
+(:class:`dcu.train.Trainer`) in its own folder under ``--runs``: a killed grid resumes the run it
+was in from its last checkpoint; finished runs (those in the result file) are never redone. Each
+run is scored with its final weights (the same budget for every arm) on the whole test split and
+the unseen-speaker set; the result file holds per run its settings, wall and CPU time, precision,
+training log, and the metrics' means and per-file values, so every comparison can be recomputed
+(:func:`difference`; chapter 7 does it per seed and across seeds). Several processes (cores,
+GPUs) can share one grid: each claims a run with a lock file in its folder
+(:func:`dcu.atomic.claim`) and adds its results to the file when it finishes.
 
 Book: book/07_training.ipynb
 """
@@ -37,12 +35,13 @@ from dcu.checkpoint import load
 from dcu.data import list_pairs
 from dcu.enhance import enhance_recording
 from dcu.evaluate import evaluate_pairs
+from dcu.results import columns_to_rows, paired
 from dcu.runlog import read_log
 from dcu.atomic import claim, release, write_json
 from dcu.train import TrainConfig, Trainer, TrainingError
 from dcu.unet import ModelConfig
 
-__all__ = ["AblationRun", "GridSettings", "GRIDS", "run_grid", "ablation_cli"]
+__all__ = ["AblationRun", "GridSettings", "GRIDS", "run_grid", "difference", "ablation_cli"]
 
 
 @dataclass(frozen=True)
@@ -80,17 +79,13 @@ class GridSettings:
 
 
 def paper_runs(seeds: int = 3) -> list[AblationRun]:
-    """Complex vs real (BDT, wSDR) for ``seeds`` seeds, alternating, then the masks with wSDR and
-    the losses with BDT (seed 0). The first two runs already make a comparison."""
-    runs = []
-    for seed in range(seeds):
-        runs += [AblationRun(f"complex seed {seed}", seed=seed),
-                 AblationRun(f"real seed {seed}", network="real", seed=seed)]
-    runs.insert(2, AblationRun("UBD/wSDR", mask="UBD"))
-    runs.insert(3, AblationRun("BDSS/wSDR", mask="BDSS"))
-    runs.insert(4, AblationRun("BDT/SDR", loss="SDR"))
-    runs.insert(5, AblationRun("BDT/MSE", loss="MSE"))
-    return runs
+    """Complex vs real (BDT, wSDR) for seed 0, the masks with wSDR and the losses with BDT (seed
+    0), then complex vs real for the other seeds. The first two runs already make a comparison."""
+    pairs = [(AblationRun(f"complex seed {s}", seed=s),
+              AblationRun(f"real seed {s}", network="real", seed=s)) for s in range(seeds)]
+    arms = [AblationRun("UBD/wSDR", mask="UBD"), AblationRun("BDSS/wSDR", mask="BDSS"),
+            AblationRun("BDT/SDR", loss="SDR"), AblationRun("BDT/MSE", loss="MSE")]
+    return [*pairs[0], *arms, *(run for pair in pairs[1:] for run in pair)]
 
 
 def small_runs() -> list[AblationRun]:
@@ -174,15 +169,19 @@ def _read_log(folder: Path) -> list:
         return []
 
 
-def _meta(settings: GridSettings, sets: dict) -> dict:
-    grid = {k: v for k, v in asdict(settings).items() if k != "runs"}
-    return {"settings": grid, "eval_files": {k: [p[0] for p in v] for k, v in sets.items()}}
-
-
 def _machine() -> dict:
     return {"torch": torch.__version__.split("+")[0], "python": platform.python_version(),
             "platform": platform.platform(), "processor": platform.processor(),
             "torch_threads": torch.get_num_threads()}
+
+
+def difference(result: dict, a: str, b: str, split: str = "test",
+               metrics=("pesq", "stoi", "si_sdr")) -> dict:
+    """Run ``a`` minus run ``b`` of a grid ``result`` (as :func:`run_grid` returns and writes it),
+    file by file on ``split``: per metric the mean, its 95 % interval and ``n``."""
+    runs, names = {r["name"]: r for r in result["runs"]}, result["meta"]["eval_files"][split]
+    return paired(columns_to_rows(runs[b][split]["files"], names),
+                  columns_to_rows(runs[a][split]["files"], names), metrics)
 
 
 def run_grid(out, runs_dir, settings: GridSettings, runs: list[AblationRun] | None = None,
@@ -198,7 +197,8 @@ def run_grid(out, runs_dir, settings: GridSettings, runs: list[AblationRun] | No
     out, runs_dir = Path(out), Path(runs_dir)
     runs = settings.runs if runs is None else runs
     sets = eval_sets(settings)
-    meta = _meta(settings, sets)
+    meta = {"settings": {k: v for k, v in asdict(settings).items() if k != "runs"},
+            "eval_files": {k: [p[0] for p in v] for k, v in sets.items()}}
     if out.exists():
         try:
             result = json.loads(out.read_text())
@@ -258,8 +258,8 @@ def ablation_cli(argv: list[str]) -> int:
     """``dcu ablation``: run (or resume) a grid and print its table."""
     p = argparse.ArgumentParser(prog="dcu ablation", description=__doc__.splitlines()[0])
     p.add_argument("--grid", default="paper", choices=list(GRIDS),
-                   help="paper: DCUnet-10, 1500 steps per run (hours of CPU); small: the book's "
-                        "laptop-scale grid (minutes); quick: a smoke test")
+                   help="paper: DCUnet-10, 1500 steps a run (hours of CPU); small: the book's "
+                        "laptop grid (minutes); quick: a smoke test")
     p.add_argument("--out", type=Path, help="result JSON, resumed if it exists "
                    "(default data/results/ablation.json for the paper grid)")
     p.add_argument("--runs", type=Path, default=Path("runs/ablation"),

@@ -128,6 +128,36 @@ def plot_log(logs: dict, metrics=("train_loss", "valid_wsdr", "valid_si_sdr", "v
     return fig
 
 
+def plot_differences(diffs: dict, metrics=("pesq", "stoi", "si_sdr"), title: str = ""):
+    """Paired differences with their 95 % intervals, ``{label: summary}`` (the output of
+    :func:`dcu.results.paired` or :func:`dcu.results.summarize`), one panel per metric, one row
+    per label (top to bottom in the dict's order), with the line of no difference at 0.
+
+    An interval that crosses the line is a difference the data cannot resolve."""
+    import matplotlib.pyplot as plt
+
+    labels = list(diffs)
+    size = (2.6 * len(metrics) + 1.6, 1.3 + 0.35 * len(labels))
+    fig, axes = plt.subplots(1, len(metrics), figsize=size, sharey=True, squeeze=False,
+                             layout="constrained")
+    y = np.arange(len(labels))[::-1]
+    for ax, metric in zip(axes[0], metrics):
+        mean = np.array([diffs[k][metric]["mean"] for k in labels], dtype=float)
+        ci = np.array([diffs[k][metric]["ci95"] for k in labels], dtype=float)
+        resolved = np.abs(mean) > np.nan_to_num(ci, nan=np.inf)
+        for keep, colour in ((resolved, "C0"), (~resolved, "0.55")):
+            ax.errorbar(mean[keep], y[keep], xerr=ci[keep], fmt="o", ms=4, capsize=3, color=colour)
+        ax.axvline(0, color="k", lw=0.8)
+        name = {"si_sdr": "SI-SDR (dB)", "ssnr": "SSNR (dB)"}.get(metric, metric.upper())
+        ax.set_title(f"Δ {name}", fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(4))
+    axes[0][0].set_yticks(y, labels, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
 def plot_log_cli(argv: list[str]) -> int:
     """``dcu plot-log RUN_OR_LOG... [--out PNG]``: draw training curves to a PNG."""
     import argparse

@@ -21,7 +21,8 @@ from scipy.stats import t
 from dcu.atomic import atomic_write
 from dcu.metrics import METRICS
 
-__all__ = ["TOOL", "summarize", "paired", "group_by", "format_table", "plan_outputs",
+__all__ = ["TOOL", "summarize", "paired", "columns_to_rows", "group_by", "format_table",
+           "plan_outputs",
            "write_json", "write_csv"]
 
 TOOL = "dcu evaluate"
@@ -51,6 +52,20 @@ def paired(before, after, metrics=METRICS, key: str = "name") -> dict:
     diffs = [{m: value(r, m) - value(earlier[r[key]], m) for m in metrics}
              for r in after if r[key] in earlier]
     return summarize(diffs, metrics)
+
+
+def columns_to_rows(files: dict, names: list, key: str = "name") -> list:
+    """Per-file rows from per-metric columns (``{metric: [value per file]}``, the ``files`` of a
+    ``dcu ablation`` run) in the order of ``names``, ready for :func:`paired` and :func:`summarize`.
+
+    Raises:
+        ValueError: a column does not hold one value per name.
+    """
+    for m, values in files.items():
+        if len(values) != len(names):
+            raise ValueError(f"column {m!r} holds {len(values)} values for {len(names)} files")
+    return [{key: name, **{m: values[i] for m, values in files.items()}}
+            for i, name in enumerate(names)]
 
 
 def group_by(rows, table, column: str, key: str = "name") -> dict:

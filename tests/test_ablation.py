@@ -186,3 +186,22 @@ def test_cli_rejects_bad_arguments_and_foreign_files(tmp_path, capsys):
                                   "--runs", str(tmp_path / "runs")]) == 1
     assert "never overwritten" in capsys.readouterr().err
     assert foreign.read_text() == '{"my": "notes"}'
+
+
+def test_difference_is_the_file_by_file_paired_mean_of_the_committed_grid():
+    result = json.loads((Path(ablation.__file__).parent.parent / "data" / "results"
+                         / "ablation.json").read_text())
+    runs = {r["name"]: r for r in result["runs"]}
+    assert {"complex seed 0", "real seed 0"} <= set(runs)
+    d = ablation.difference(result, "complex seed 0", "real seed 0")
+    for m in ("pesq", "stoi", "si_sdr"):
+        a = np.array(runs["complex seed 0"]["test"]["files"][m], dtype=float)
+        b = np.array(runs["real seed 0"]["test"]["files"][m], dtype=float)
+        diff = (a - b)[np.isfinite(a - b)]
+        assert d[m]["n"] == diff.size == len(result["meta"]["eval_files"]["test"]) == 180
+        assert d[m]["mean"] == pytest.approx(diff.mean())
+        assert d[m]["ci95"] == pytest.approx(1.9732 * diff.std(ddof=1) / math.sqrt(diff.size), rel=1e-3)
+    back = ablation.difference(result, "real seed 0", "complex seed 0", split="unseen")
+    assert back["pesq"]["n"] == 9
+    assert back["pesq"]["mean"] == pytest.approx(
+        -ablation.difference(result, "complex seed 0", "real seed 0", split="unseen")["pesq"]["mean"])

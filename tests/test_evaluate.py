@@ -72,6 +72,23 @@ def test_paired_differences_match_files_by_name_and_skip_undefined_values():
     assert paired(after, before, metrics=("pesq",))["pesq"]["mean"] == pytest.approx(-2 / 3)
 
 
+def test_columns_to_rows_pairs_two_runs_file_by_file_like_their_columns():
+    from dcu.results import columns_to_rows, paired
+
+    names = ["a", "b", "c", "d"]
+    run_a = {"pesq": [2.0, 3.0, None, 1.5], "stoi": [0.9, 0.8, 0.7, 0.6]}
+    run_b = {"pesq": [1.0, 2.5, 2.0, 1.0], "stoi": [0.8, 0.8, 0.8, 0.5]}
+    rows = columns_to_rows(run_a, names)
+    assert rows[2] == {"name": "c", "pesq": None, "stoi": 0.7}
+    d = paired(columns_to_rows(run_b, names), rows, metrics=("pesq", "stoi"))
+    diff = np.array([1.0, 0.5, 0.5])  # c is undefined in run a, so left out of PESQ
+    assert d["pesq"]["n"] == 3 and d["pesq"]["mean"] == pytest.approx(diff.mean())
+    assert d["pesq"]["ci95"] == pytest.approx(stats.t.ppf(0.975, 2) * stats.sem(diff))
+    assert d["stoi"]["n"] == 4 and d["stoi"]["mean"] == pytest.approx(np.mean([0.1, 0.0, -0.1, 0.1]))
+    with pytest.raises(ValueError, match="'stoi' holds 3 values for 4 files"):
+        columns_to_rows({"stoi": [0.1, 0.2, 0.3]}, names)
+
+
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_rows_equal_direct_computation(folders, jobs):
     summary, rows = evaluate.evaluate_pairs(_pairs(folders), jobs=jobs, progress=False)

@@ -66,3 +66,24 @@ def test_audio_grid_wraps_and_escapes_its_labels():
     html = audio_grid({"noisy <raw>": np.full(1600, 0.05), "clean": np.full(1600, 0.1)}, title="a & b").data
     assert "flex-wrap:wrap" in html and html.count("<audio") == 2
     assert "noisy &lt;raw&gt;" in html and "a &amp; b" in html and "<raw>" not in html
+
+
+def test_plot_differences_draws_each_interval_and_greys_the_unresolved():
+    from dcu.plots import plot_differences
+
+    diffs = {"complex − real": {"pesq": {"mean": -0.1, "ci95": 0.02, "n": 180},
+                                "stoi": {"mean": 0.01, "ci95": 0.03, "n": 180}},
+             "UBD − BDT": {"pesq": {"mean": 0.2, "ci95": 0.05, "n": 180},
+                           "stoi": {"mean": float("nan"), "ci95": float("nan"), "n": 0}}}
+    fig = plot_differences(diffs, metrics=("pesq", "stoi"))
+    assert len(fig.axes) == 2
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == list(diffs)
+    for ax, resolved, unresolved in zip(fig.axes, ([-0.1, 0.2], []), ([], [0.01])):
+        # one black line at 0; the resolved points in colour, the rest grey
+        assert [tuple(line.get_xdata()) for line in ax.lines if line.get_linestyle() == "-"
+                and line.get_color() == "k"] == [(0, 0)]
+        def points(colour):  # the x of each errorbar's marker drawn in that colour
+            return sorted(x for c in ax.containers for x in c.lines[0].get_xdata()
+                          if c.lines[0].get_color() == colour and np.isfinite(x))
+
+        assert points("C0") == resolved and points("0.55") == unresolved
