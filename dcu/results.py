@@ -22,8 +22,7 @@ from dcu.atomic import atomic_write
 from dcu.metrics import METRICS
 
 __all__ = ["TOOL", "summarize", "paired", "columns_to_rows", "group_by", "format_table",
-           "plan_outputs",
-           "write_json", "write_csv"]
+           "finite", "plan_outputs", "write_json", "write_csv"]
 
 TOOL = "dcu evaluate"
 
@@ -95,8 +94,12 @@ def format_table(summary: dict, title: str = "") -> str:
     return "\n".join(lines)
 
 
-def _finite(x):
-    """NaN and inf become None (JSON null)."""
+def finite(x):
+    """``x`` ready for JSON: NaN and inf become None (null), inside dicts and lists too."""
+    if isinstance(x, dict):
+        return {k: finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [finite(v) for v in x]
     if isinstance(x, float) and not math.isfinite(x):
         return None
     return x
@@ -148,10 +151,10 @@ def plan_outputs(outputs: dict, inputs) -> str | None:
 def write_json(path, summary: dict, rows, meta: dict | None = None) -> None:
     """JSON whose top level maps each metric to its mean, plus ``ci95``, ``n``, ``files`` (the
     per-file rows) and ``meta``.  Undefined values are ``null``.  Written atomically."""
-    doc = {m: _finite(s["mean"]) for m, s in summary.items()}
-    doc["ci95"] = {m: _finite(s["ci95"]) for m, s in summary.items()}
+    doc = {m: finite(s["mean"]) for m, s in summary.items()}
+    doc["ci95"] = {m: finite(s["ci95"]) for m, s in summary.items()}
     doc["n"] = {m: s["n"] for m, s in summary.items()}
-    doc["files"] = [{k: _finite(v) for k, v in r.items()} for r in rows]
+    doc["files"] = [{k: finite(v) for k, v in r.items()} for r in rows]
     doc["meta"] = {"tool": TOOL, **(meta or {})}
     _write_atomic(path, json.dumps(doc, indent=1) + "\n", "json")
 

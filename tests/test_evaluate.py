@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -70,6 +71,18 @@ def test_paired_differences_match_files_by_name_and_skip_undefined_values():
     assert d["pesq"]["ci95"] == pytest.approx((hi - lo) / 2)
     assert d["stoi"] == {"mean": 0.25, "ci95": 0.0, "n": 4}  # d counts where both are defined
     assert paired(after, before, metrics=("pesq",))["pesq"]["mean"] == pytest.approx(-2 / 3)
+
+
+def test_finite_turns_every_nan_and_inf_into_null_at_any_depth():
+    from dcu.results import finite
+
+    doc = {"pesq": {"mean": float("nan"), "ci95": 0.1, "n": 0},
+           "files": [{"name": "a", "si_sdr": -math.inf}, {"name": "b", "si_sdr": 3.0}], "rows": (1, math.inf)}
+    out = finite(doc)
+    assert json.loads(json.dumps(out, allow_nan=False)) == {
+        "pesq": {"mean": None, "ci95": 0.1, "n": 0},
+        "files": [{"name": "a", "si_sdr": None}, {"name": "b", "si_sdr": 3.0}], "rows": [1, None]}
+    assert math.isnan(doc["pesq"]["mean"])  # the input is left as it was
 
 
 def test_columns_to_rows_pairs_two_runs_file_by_file_like_their_columns():

@@ -29,7 +29,7 @@ from dcu.corpus import corpus_dir, list_pairs
 from dcu.enhance import enhance_recording
 from dcu.evaluate import evaluate_pairs
 from dcu.metrics import METRICS, dnsmos
-from dcu.results import paired, summarize
+from dcu.results import finite, paired, summarize
 from dcu.stft import SAMPLE_RATE
 
 DNSMOS = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl")
@@ -58,15 +58,6 @@ def score(pairs, enhance) -> tuple[dict, list]:
         mos = dnsmos(y, SAMPLE_RATE)
         row.update({f"dnsmos_{k}": float(mos[k]) for k in ("sig", "bak", "ovrl")})
     return summarize(rows, ALL_METRICS), rows
-
-
-def plain(value):
-    """NaN (an undefined mean or interval) as JSON null."""
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    return None if isinstance(value, float) and not np.isfinite(value) else value
 
 
 def comparisons(methods: dict, against: dict) -> dict:
@@ -114,7 +105,7 @@ def main(argv=None) -> int:
             summary, rows = score(pairs, enhance)
             entry["methods"][label] = {"kind": kind, "source": source, "summary": summary, "files": rows}
             entry["paired"] = comparisons(entry["methods"], against)
-            write_json(args.out, plain(doc))
+            write_json(args.out, finite(doc))
         print(f"{set_name}: " + ", ".join(f"{k} PESQ {v['summary']['pesq']['mean']:.3f}"
                                           for k, v in entry["methods"].items()))
     return 0
