@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from dcu.audio import as_numpy
+from dcu.results import resolved_sign
 from dcu.runlog import read_log  # noqa: F401  (the book reads logs from here)
 from dcu.stft import HOP_LENGTH, SAMPLE_RATE, compute_stft
 
@@ -144,7 +145,7 @@ def plot_differences(diffs: dict, metrics=("pesq", "stoi", "si_sdr"), title: str
     for ax, metric in zip(axes[0], metrics):
         mean = np.array([diffs[k][metric]["mean"] for k in labels], dtype=float)
         ci = np.array([diffs[k][metric]["ci95"] for k in labels], dtype=float)
-        resolved = np.abs(mean) > np.nan_to_num(ci, nan=np.inf)
+        resolved = np.array([resolved_sign(diffs[k][metric]) != 0 for k in labels], dtype=bool)
         for keep, colour in ((resolved, "C0"), (~resolved, "0.55")):
             ax.errorbar(mean[keep], y[keep], xerr=ci[keep], fmt="o", ms=4, capsize=3, color=colour)
         ax.axvline(0, color="k", lw=0.8)

@@ -21,8 +21,8 @@ from scipy.stats import t
 from dcu.atomic import atomic_write
 from dcu.metrics import METRICS
 
-__all__ = ["TOOL", "summarize", "paired", "columns_to_rows", "group_by", "format_table",
-           "finite", "plan_outputs", "write_json", "write_csv"]
+__all__ = ["TOOL", "summarize", "paired", "resolved_sign", "columns_to_rows", "group_by",
+           "format_table", "finite", "plan_outputs", "write_json", "write_csv"]
 
 TOOL = "dcu evaluate"
 
@@ -51,6 +51,15 @@ def paired(before, after, metrics=METRICS, key: str = "name") -> dict:
     diffs = [{m: value(r, m) - value(earlier[r[key]], m) for m in metrics}
              for r in after if r[key] in earlier]
     return summarize(diffs, metrics)
+
+
+def resolved_sign(diff: dict) -> int:
+    """+1 or -1 when the 95 % interval of a difference (``mean``, ``ci95``, as :func:`paired`
+    returns per metric) lies wholly above or below 0; 0 when it includes 0 or is undefined."""
+    mean, ci = (math.nan if diff[k] is None else float(diff[k]) for k in ("mean", "ci95"))
+    if not (math.isfinite(mean) and math.isfinite(ci)) or abs(mean) <= ci:
+        return 0
+    return 1 if mean > 0 else -1
 
 
 def columns_to_rows(files: dict, names: list, key: str = "name") -> list:

@@ -108,6 +108,16 @@ DEFINITION = re.compile(r"^[ \t]*(?:async[ \t]+def|def|class)[ \t]+\w+", re.M)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_cell_has_a_unique_id(path):
+    # nbformat 4.5 requires cell ids; a cell added without one is a warning today, an error later
+    cells = json.loads(path.read_text())["cells"]
+    missing = [i for i, c in enumerate(cells) if not c.get("id")]
+    assert not missing, f"{path.name}: cells {missing} have no id"
+    ids = [c["id"] for c in cells]
+    assert len(set(ids)) == len(ids), f"{path.name}: repeated cell ids"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_chapter_imports_instead_of_defining_code(path):
     found = [(i, m.group(0).strip()) for i, c in enumerate(_code_cells(path))
              for m in DEFINITION.finditer(c.source)]

@@ -85,6 +85,17 @@ def test_finite_turns_every_nan_and_inf_into_null_at_any_depth():
     assert math.isnan(doc["pesq"]["mean"])  # the input is left as it was
 
 
+def test_resolved_sign_reads_the_interval_not_the_mean():
+    from dcu.results import resolved_sign
+
+    assert resolved_sign({"mean": 0.1, "ci95": 0.05}) == 1
+    assert resolved_sign({"mean": -0.1, "ci95": 0.05}) == -1
+    assert resolved_sign({"mean": 0.1, "ci95": 0.2}) == 0  # the interval includes 0
+    assert resolved_sign({"mean": -0.05, "ci95": 0.05}) == 0  # touches 0: not resolved
+    assert resolved_sign({"mean": 0.3, "ci95": float("nan")}) == 0  # one value: no interval
+    assert resolved_sign({"mean": None, "ci95": None, "n": 0}) == 0  # undefined, as JSON holds it
+
+
 def test_columns_to_rows_pairs_two_runs_file_by_file_like_their_columns():
     from dcu.results import columns_to_rows, paired
 
