@@ -105,27 +105,37 @@ def audio_grid(named: dict, sample_rate: int = SAMPLE_RATE, title: str | None = 
 
 
 def plot_log(logs: dict, metrics=("train_loss", "valid_wsdr", "valid_si_sdr", "valid_stoi"),
-             x: str = "step"):
-    """Training curves of one or more runs, ``{label: rows}``, one panel per metric."""
+             x: str = "step", styles: dict | None = None):
+    """Training curves of one or more runs, ``{label: rows}``, one panel per metric.
+
+    ``styles`` maps a label to matplotlib line options (e.g. ``{"color": "C0", "ls": "--"}``) to
+    show groups of runs, such as one colour per network and one line style per seed. With more
+    than four runs the legend goes below the panels instead of over the first one."""
     import matplotlib.pyplot as plt
 
+    styles = styles or {}
     metrics = [m for m in metrics if any(m in r for rows in logs.values() for r in rows)]
     # two panels a row, so four curves fit the book's text column with legible labels
     ncols = min(2, len(metrics))
     nrows = -(-len(metrics) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.75 * ncols, 2.7 * nrows), squeeze=False,
-                             layout="constrained")
+    below = len(logs) > 4
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.75 * ncols, 2.7 * nrows + 0.5 * below),
+                             squeeze=False, layout="constrained")
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
     for ax, metric in zip(axes.flat, metrics):
         for label, rows in logs.items():
             pts = [(r[x], r[metric]) for r in rows if metric in r and np.isfinite(r[metric])]
             if pts:
-                ax.plot(*zip(*pts), marker="o", ms=3, label=label)
+                ax.plot(*zip(*pts), **{"marker": "o", "ms": 3, **styles.get(label, {})}, label=label)
         ax.set_xlabel(x)
         ax.set_title(metric.replace("_", " "))
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+    if below:
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)), fontsize=8)
+    else:
+        axes[0][0].legend(fontsize=8)
     return fig
 
 

@@ -87,3 +87,19 @@ def test_plot_differences_draws_each_interval_and_greys_the_unresolved():
                           if c.lines[0].get_color() == colour and np.isfinite(x))
 
         assert points("C0") == resolved and points("0.55") == unresolved
+
+
+def test_plot_log_styles_groups_of_runs_and_moves_a_long_legend_below():
+    logs = {f"{net} seed {s}": [{"step": 250, "valid_pesq": 2.0 + s / 10}, {"step": 500, "valid_pesq": 2.1}]
+            for net in ("complex", "real") for s in range(3)}
+    styles = {k: {"color": "C0" if k.startswith("complex") else "C1", "ls": ["-", "--", ":"][int(k[-1])]}
+              for k in logs}
+    fig = plot_log(logs, metrics=("valid_pesq",), styles=styles)
+    lines = {line.get_label(): line for line in fig.axes[0].lines}
+    assert set(lines) == set(logs)
+    assert lines["real seed 2"].get_color() == "C1" and lines["real seed 2"].get_linestyle() == ":"
+    assert lines["complex seed 1"].get_linestyle() == "--"
+    assert fig.axes[0].get_legend() is None and len(fig.legends) == 1  # six runs: legend below
+    assert len(fig.legends[0].get_texts()) == 6
+    few = plot_log({k: logs[k] for k in list(logs)[:2]}, metrics=("valid_pesq",))
+    assert few.axes[0].get_legend() is not None and not few.legends
