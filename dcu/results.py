@@ -160,12 +160,12 @@ def plan_outputs(outputs: dict, inputs) -> str | None:
 def write_json(path, summary: dict, rows, meta: dict | None = None) -> None:
     """JSON whose top level maps each metric to its mean, plus ``ci95``, ``n``, ``files`` (the
     per-file rows) and ``meta``.  Undefined values are ``null``.  Written atomically."""
-    doc = {m: finite(s["mean"]) for m, s in summary.items()}
-    doc["ci95"] = {m: finite(s["ci95"]) for m, s in summary.items()}
+    doc = {m: s["mean"] for m, s in summary.items()}
+    doc["ci95"] = {m: s["ci95"] for m, s in summary.items()}
     doc["n"] = {m: s["n"] for m, s in summary.items()}
-    doc["files"] = [{k: finite(v) for k, v in r.items()} for r in rows]
+    doc["files"] = list(rows)
     doc["meta"] = {"tool": TOOL, **(meta or {})}
-    _write_atomic(path, json.dumps(doc, indent=1) + "\n", "json")
+    _write_atomic(path, json.dumps(finite(doc), indent=1) + "\n", "json")
 
 
 def write_csv(path, rows) -> None:
