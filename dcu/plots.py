@@ -114,7 +114,11 @@ def plot_log(logs: dict, metrics=("train_loss", "valid_wsdr", "valid_si_sdr", "v
     import matplotlib.pyplot as plt
 
     styles = styles or {}
+    wanted = metrics
     metrics = [m for m in metrics if any(m in r for rows in logs.values() for r in rows)]
+    if not metrics:
+        raise ValueError(f"plot_log: none of {', '.join(wanted)} is in the logs of "
+                         f"{len(logs)} run(s); pass metrics= that the logs record")
     # two panels a row, so four curves fit the book's text column with legible labels
     ncols = min(2, len(metrics))
     nrows = -(-len(metrics) // ncols)

@@ -205,3 +205,28 @@ def test_difference_is_the_file_by_file_paired_mean_of_the_committed_grid():
     assert back["pesq"]["n"] == 9
     assert back["pesq"]["mean"] == pytest.approx(
         -ablation.difference(result, "complex seed 0", "real seed 0", split="unseen")["pesq"]["mean"])
+
+
+def test_committed_grid_is_the_whole_paper_grid_at_full_budget():
+    """What issue 17 asks of data/results/ablation.json: every run of the paper grid, DCUnet-10,
+    >= 1500 steps of 8 crops, every test file scored (and the unseen set), what a reader needs to
+    recompute a comparison recorded per run."""
+    result = json.loads((Path(ablation.__file__).parent.parent / "data" / "results"
+                         / "ablation.json").read_text())
+    grid = ablation.GRIDS["paper"]
+    runs = {r["name"]: r for r in result["runs"]}
+    assert set(runs) == {r.name for r in grid.runs}
+    n_test, n_unseen = (len(result["meta"]["eval_files"][s]) for s in ("test", "unseen"))
+    assert n_test == len(list_pairs("test")) == 180 and n_unseen == 9
+    for spec in grid.runs:
+        run = runs[spec.name]
+        assert (run["arch"], run["network"], run["mask"], run["loss"], run["seed"]) == \
+            ("DCUnet-10", spec.network, spec.mask, spec.loss, spec.seed)
+        assert run["steps"] >= 1500 and run["batch_size"] == 8 and run["precision"] in ("bf16", "fp32")
+        assert run["wall_seconds"] > 0 and run["cpu_seconds"] > 0
+        for split, n in (("test", n_test), ("unseen", n_unseen)):
+            files = run[split]["files"]
+            for m in ("pesq", "stoi", "si_sdr"):
+                values = np.array(files[m], dtype=float)
+                assert values.size == n and np.isfinite(values).all(), (spec.name, split, m)
+                assert run[split]["summary"][m]["mean"] == pytest.approx(values.mean(), abs=1e-4)  # rounded

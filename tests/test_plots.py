@@ -103,3 +103,12 @@ def test_plot_log_styles_groups_of_runs_and_moves_a_long_legend_below():
     assert len(fig.legends[0].get_texts()) == 6
     few = plot_log({k: logs[k] for k in list(logs)[:2]}, metrics=("valid_pesq",))
     assert few.axes[0].get_legend() is not None and not few.legends
+
+
+def test_plot_log_says_which_metrics_it_could_not_find():
+    import pytest
+
+    with pytest.raises(ValueError, match="valid_pesq.*0 run"):
+        plot_log({}, metrics=("valid_pesq",))
+    with pytest.raises(ValueError, match="valid_pesq, valid_stoi.*1 run"):
+        plot_log({"a": [{"step": 1, "train_loss": 0.5}]}, metrics=("valid_pesq", "valid_stoi"))
