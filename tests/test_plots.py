@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 from dcu.plots import plot_log, plot_spectrogram, read_log  # noqa: E402
 
@@ -106,8 +107,6 @@ def test_plot_log_styles_groups_of_runs_and_moves_a_long_legend_below():
 
 
 def test_plot_log_says_which_metrics_it_could_not_find():
-    import pytest
-
     with pytest.raises(ValueError, match="valid_pesq.*0 run"):
         plot_log({}, metrics=("valid_pesq",))
     with pytest.raises(ValueError, match="valid_pesq, valid_stoi.*1 run"):
