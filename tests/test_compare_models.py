@@ -46,3 +46,20 @@ def test_scores_pairs_and_resumes(tmp_path, capsys):
     before = out.read_text()
     assert compare_models.main(argv) == 0
     assert "(9 files)" not in capsys.readouterr().out and json.loads(out.read_text()) == json.loads(before)
+
+
+@pytest.mark.slow
+def test_a_later_run_adds_models_and_keeps_the_earlier_ones(tmp_path):
+    torch.manual_seed(0)
+    ckpt = dcu.save(dcu.DCUnet("tiny"), tmp_path / "tiny.pt")
+    out = tmp_path / "cmp.json"
+    base = ["--out", str(out), "--sets", "demo", "--baselines", "noisy"]
+    assert compare_models.main(base + ["--model", f"old={ckpt}"]) == 0
+    assert compare_models.main(base + ["--model", f"new={ckpt}", "--against", "new=old"]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["meta"]["models"] == {"old": str(ckpt), "new": str(ckpt)}
+    assert doc["meta"]["against"] == {"new": "old"}
+    assert set(doc["sets"]["demo"]["paired"]) == {"old - noisy", "new - noisy", "new - old"}
+    # rows scored at one precision are never mixed with rows scored at another
+    with pytest.raises(SystemExit, match="fp32.*another --out"):
+        compare_models.main(base + ["--model", f"bf={ckpt}", "--precision", "bf16"])

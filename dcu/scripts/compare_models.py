@@ -11,7 +11,8 @@ eight metrics of ``dcu evaluate`` (same code: :func:`dcu.evaluate.evaluate_pairs
 file (:func:`dcu.results.paired`, mean and 95 % interval) with the noisy input and the Wiener
 filter, and with the model named by each ``--against NEW=OLD``. The JSON keeps the per-file rows
 and is rewritten (atomically) after each method, so an interrupted run continues where it stopped
-and a method already scored is not scored again (delete its entry, or the file, to redo it).
+and a method already scored is not scored again (delete its entry, or the file, to redo it). A
+later run may add models to the same file: ``meta`` keeps every model's source and comparison.
 """
 
 from __future__ import annotations
@@ -84,8 +85,14 @@ def main(argv=None) -> int:
     models = dict(m.split("=", 1) for m in args.model)
     against = dict(a.split("=", 1) for a in args.against)
     doc = json.loads(args.out.read_text()) if args.out.exists() else {"sets": {}}
+    # meta accumulates: a later run that adds models keeps the sources of the rows already there
+    meta = doc.get("meta", {})
+    if meta.get("precision", args.precision) != args.precision:
+        raise SystemExit(f"{args.out}: its rows were scored at --precision {meta['precision']}, "
+                         f"not {args.precision}; use that precision or another --out")
+    against = {**meta.get("against", {}), **against}
     doc["meta"] = {"tool": "dcu.scripts.compare_models", "precision": args.precision,
-                   "models": models, "against": against}
+                   "models": {**meta.get("models", {}), **models}, "against": against}
     todo = [(b, "baseline", b) for b in args.baselines.split(",") if b] + \
            [(label, "model", path) for label, path in models.items()]
     for set_name in args.sets.split(","):
