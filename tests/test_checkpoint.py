@@ -339,3 +339,29 @@ def test_training_payload_has_the_saved_format_and_strip_removes_only_the_traini
     assert "arch=tiny" in out and "step: 7" in out and "pesq=2.25" in out and "resumable" in out
     assert main(["checkpoint", "info", str(tmp_path / "nothing.pt")]) == 1
     assert "nothing.pt: no such checkpoint" in capsys.readouterr().err
+
+
+def test_stages_lists_the_training_history_oldest_first():
+    from dcu.checkpoint import stages
+
+    first = {"step": 1447, "train_config": {"batch_size": 24}, "valid": {"si_sdr": 17.8}}
+    second = {"step": 145, "train_config": {"batch_size": 8}, "previous_stage": first}
+    meta = {"step": 300, "train_config": {"batch_size": 8, "extra_speech": "p239"},
+            "valid": {"score": 0.59}, "previous_stage": second, "torch_version": "x"}
+    got = stages(meta)
+    assert [s["step"] for s in got] == [1447, 145, 300]
+    assert got[0] == first and got[1]["valid"] == {} and got[2]["train_config"]["extra_speech"] == "p239"
+    assert stages({"step": 5}) == [{"step": 5, "train_config": {}, "valid": {}}]  # trained once
+    assert stages({}) == []
+
+
+def test_stages_of_a_checkpoint_fine_tuned_from_another(tmp_path):
+    from dcu.checkpoint import stages
+
+    torch.manual_seed(0)
+    start = dcu.save(dcu.DCUnet("tiny"), tmp_path / "a.pt", step=10, train_config={"lr": 1e-3})
+    model = dcu.load(start)
+    tuned = dcu.save(model, tmp_path / "b.pt", step=3, train_config={"lr": 1e-4},
+                     previous_stage={k: model.metadata[k] for k in ("step", "train_config")})
+    assert [(s["step"], s["train_config"]["lr"]) for s in stages(dcu.load(tuned).metadata)] == \
+        [(10, 1e-3), (3, 1e-4)]
