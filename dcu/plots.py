@@ -163,7 +163,7 @@ def plot_differences(diffs: dict, metrics=("pesq", "stoi", "si_sdr"), title: str
         for keep, colour in ((resolved, "C0"), (~resolved, "0.55")):
             ax.errorbar(mean[keep], y[keep], xerr=ci[keep], fmt="o", ms=4, capsize=3, color=colour)
         ax.axvline(0, color="k", lw=0.8)
-        name = {"si_sdr": "SI-SDR (dB)", "ssnr": "SSNR (dB)"}.get(metric, metric.upper())
+        name = {"si_sdr": "SI-SDR (dB)", "ssnr": "SSNR (dB)"}.get(metric, metric.upper().replace("_", " "))
         ax.set_title(f"Δ {name}", fontsize=10)
         ax.grid(axis="x", alpha=0.3)
         ax.xaxis.set_major_locator(plt.MaxNLocator(4))

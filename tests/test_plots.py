@@ -88,6 +88,10 @@ def test_plot_differences_draws_each_interval_and_greys_the_unresolved():
                           if c.lines[0].get_color() == colour and np.isfinite(x))
 
         assert points("C0") == resolved and points("0.55") == unresolved
+    assert [ax.get_title() for ax in fig.axes] == ["Δ PESQ", "Δ STOI"]
+    renamed = {k: {"si_sdr": d["pesq"], "dnsmos_ovrl": d["stoi"]} for k, d in diffs.items()}
+    fig = plot_differences(renamed, metrics=("si_sdr", "dnsmos_ovrl"))
+    assert [ax.get_title() for ax in fig.axes] == ["Δ SI-SDR (dB)", "Δ DNSMOS OVRL"]
 
 
 def test_plot_log_styles_groups_of_runs_and_moves_a_long_legend_below():
