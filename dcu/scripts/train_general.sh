@@ -24,6 +24,18 @@
 #   bash dcu/scripts/train_general.sh gpu [RUNS_DIR]    the three models at once on one GPU
 # Logs: RUNS_DIR/general{10,16,20}.log; runs: RUNS_DIR/general{10,16,20}/ (best.pt, last.pt,
 # log.csv with valid_score and per-set valid_p239_valid_pesq ...).
+# STEPS10/STEPS16/STEPS20, LR, WARMUP and VALID_EVERY override the schedule; a resumed run may
+# change them (the cosine then follows the new length from the step it resumes at).
+#
+# What ran for the checkpoints shipped by issue 16 (the CPU mode, one thread per model, over
+# several sessions; data/checkpoints/README.md has the logs and the measurements):
+#   DCUnet-10  MODELS=10 bash dcu/scripts/train_general.sh cpu      stopped at step 3084 of 8000;
+#              best.pt (kept) is step 2000
+#   DCUnet-16  MODELS=16 ... cpu to step 653, then resumed as STEPS16=2400 MODELS=16 ... cpu
+#   DCUnet-20  STEPS20=340 WARMUP=20 VALID_EVERY=85 MODELS=20 bash dcu/scripts/train_general.sh cpu
+#              (its first 29 steps ran under a 95-minute time budget that measured its speed while
+#              a third process shared the cores and fitted only 188 steps; it was resumed with
+#              this fixed schedule)
 set -eu
 MODE=${1:-cpu}
 RUNS=${2:-runs}
@@ -47,8 +59,8 @@ if [ "$MODE" = cpu ]; then
   # are about 4.5 / 7 / 9 hours plus validations (90 files each, every 500 steps).
   export OMP_NUM_THREADS=1
   declare -A STEPS=( [10]=${STEPS10:-8000} [16]=${STEPS16:-6000} [20]=${STEPS20:-5000} )
-  RUN=(--batch-size 8 --lr ${LR:-1e-4} --min-lr 1e-6 --warmup-steps 100 --valid-every 500
-       --checkpoint-minutes 10 --workers 0 --device cpu)
+  RUN=(--batch-size 8 --lr ${LR:-1e-4} --min-lr 1e-6 --warmup-steps ${WARMUP:-100}
+       --valid-every ${VALID_EVERY:-500} --checkpoint-minutes 10 --workers 0 --device cpu)
 elif [ "$MODE" = gpu ]; then
   # Larger batches, a larger learning rate, data in 4 workers per run; minutes per model.
   declare -A STEPS=( [10]=${STEPS10:-6000} [16]=${STEPS16:-6000} [20]=${STEPS20:-5000} )
