@@ -16,7 +16,8 @@ parses its own options.
 
 Conventions: results go to standard output, errors (one line each, naming the file and the
 fix) to standard error. Exit status 0 on success, 1 when the work failed, 2 for bad options,
-130 on Ctrl-C. An unexpected exception is reported in one line as well; set ``DCU_DEBUG=1`` to
+130 on Ctrl-C, 141 (silently) when the reader of the output quits, as ``| head`` does. An
+unexpected exception is reported in one line as well; set ``DCU_DEBUG=1`` to
 see its traceback.
 
 Book: book/09_your_recordings.ipynb (the commands a reader runs on their own files)
@@ -25,6 +26,7 @@ Book: book/09_your_recordings.ipynb (the commands a reader runs on their own fil
 from __future__ import annotations
 
 import importlib
+import io
 import os
 import sys
 
@@ -70,6 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dcu: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`dcu checkpoint info F | head`): not an error
+        try:  # point stdout at /dev/null so that flushing it at exit cannot fail a second time
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, io.UnsupportedOperation):  # stdout is no file (a test's)
+            pass
+        return 141  # 128 + SIGPIPE, as a shell reports a pipe reader that quit
     except Exception as exc:  # a bug or an unforeseen failure: still one line, not a traceback
         if os.environ.get("DCU_DEBUG"):
             raise
