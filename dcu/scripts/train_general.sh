@@ -15,7 +15,8 @@
 # Noise: residuals of the training pairs and the five training noises, at 0/5/10/15 dB; the
 # held-out noises and the test split are never read (tests/test_augment.py checks the sources).
 # Each augmentation is meant to be measured on that score before it is kept: run this once, then
-# once more with one option at its default (e.g. SPEED=) and compare the logs' valid_score.
+# once more with one option at its default (e.g. SPEED=, EXTRA= for no p239, GAIN=,
+# SPEECH_FREE=0) into another RUNS_DIR, and compare the logs' valid_score at the same step.
 #
 # Usage (from the repository root; resumable: rerun the same command after any interruption,
 # a finished run is a quick no-op):
@@ -40,6 +41,7 @@ set -eu
 MODE=${1:-cpu}
 RUNS=${2:-runs}
 MODELS=${MODELS:-"10 16 20"}
+EXTRA=${EXTRA-p239}
 SPEED=${SPEED-0.9,1.1}
 GAIN=${GAIN--10,6}
 SPEECH_FREE=${SPEECH_FREE:-0.05}
@@ -50,7 +52,7 @@ if [ -d ../shared/data/voicebank_demand_test ]; then  # issue 16's 504 pairs (co
 else
   echo "note: ../shared/data not found: --train-pairs all is the 400 shipped pairs, not issue 16's 504" >&2
 fi
-DATA=(--train-pairs all --extra-speech p239 --remix-prob 0.5 --speed "$SPEED" --speed-prob 0.5
+DATA=(--train-pairs all --extra-speech "$EXTRA" --remix-prob 0.5 --speed "$SPEED" --speed-prob 0.5
       "--gain-db=$GAIN" --speech-free-prob "$SPEECH_FREE" --valid-sets valid,p239_valid
       --select-by pesq_stoi --precision auto)
 
