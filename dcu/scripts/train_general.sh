@@ -28,8 +28,12 @@
 # STEPS10/STEPS16/STEPS20, LR, WARMUP and VALID_EVERY override the schedule; a resumed run may
 # change them (the cosine then follows the new length from the step it resumes at).
 #
-# What ran for the checkpoints shipped by issue 16 (the CPU mode, one thread per model, over
-# several sessions; data/checkpoints/README.md has the logs and the measurements):
+# What ran for issue 16 (the CPU mode, one thread per model, over several sessions; DCUnet-10
+# and -16 were shipped, DCUnet-20's checkpoint was not: data/checkpoints/README.md has the logs,
+# the comparison and why). Each run starts from the shipped file (`--init dcunetN`, which for
+# DCUnet-10 and -16 is now the fine-tuned one); to repeat these runs from the weights they
+# started from, point INIT10/INIT16/INIT20 at those, e.g.
+#   git show a41d2c7:data/checkpoints/dcunet10.pt > old10.pt && INIT10=old10.pt MODELS=10 bash ...
 #   DCUnet-10  MODELS=10 bash dcu/scripts/train_general.sh cpu      stopped at step 3084 of 8000;
 #              best.pt (kept) is step 2000
 #   DCUnet-16  MODELS=16 ... cpu to step 653, then resumed as STEPS16=2400 MODELS=16 ... cpu
@@ -48,7 +52,7 @@ SPEECH_FREE=${SPEECH_FREE:-0.05}
 mkdir -p "$RUNS"
 export PYTHONUNBUFFERED=1
 if [ -d ../shared/data/voicebank_demand_test ]; then  # issue 16's 504 pairs (copies bits; rerun is harmless)
-  python -m dcu.scripts.build_corpus --extra-train-pairs
+  python3 -m dcu.scripts.build_corpus --extra-train-pairs
 else
   echo "note: ../shared/data not found: --train-pairs all is the 400 shipped pairs, not issue 16's 504" >&2
 fi
@@ -73,11 +77,13 @@ else
   exit 2
 fi
 
+declare -A INITS=( [10]=${INIT10:-dcunet10} [16]=${INIT16:-dcunet16} [20]=${INIT20:-dcunet20} )
+
 train_one() {  # arch number
   local n=$1 out="$RUNS/general$1"
   local resume=()
   [ -f "$out/last.pt" ] && resume=(--resume)
-  python3 -m dcu train --arch "DCUnet-$n" --init "dcunet$n" --steps "${STEPS[$n]}" "${RUN[@]}" \
+  python3 -m dcu train --arch "DCUnet-$n" --init "${INITS[$n]}" --steps "${STEPS[$n]}" "${RUN[@]}" \
     "${DATA[@]}" --out "$out" "${resume[@]}" >> "$RUNS/general$n.log" 2>&1
 }
 
