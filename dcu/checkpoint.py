@@ -263,20 +263,6 @@ def strip(src: str | os.PathLike, dst: str | os.PathLike, *, half: bool = False)
     return dst
 
 
-def stages(metadata: dict) -> list[dict]:
-    """The training stages behind a checkpoint, oldest first, from its metadata (a model's
-    ``.metadata`` or a checkpoint's ``"metadata"``): one dict per stage with the step that was
-    kept (``step``), that stage's ``train_config`` and ``valid`` scores, where recorded. A
-    fine-tune (``dcu train --init``) keeps the stage it started from under ``previous_stage``,
-    and that one its own, so a checkpoint fine-tuned twice has three stages."""
-    chain, meta = [], metadata
-    while meta:
-        chain.append({"step": meta.get("step"), "train_config": meta.get("train_config", {}),
-                      "valid": meta.get("valid", {})})
-        meta = meta.get("previous_stage")
-    return chain[::-1]
-
-
 def describe(path_or_name: str | os.PathLike) -> str:
     """What a checkpoint holds, in a few lines: config, step, validation scores, metadata."""
     path = resolve(path_or_name)

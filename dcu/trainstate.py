@@ -18,7 +18,7 @@ import torch
 
 from dcu.checkpoint import atomic_torch_save, check_fields, make_payload, read_checkpoint
 
-__all__ = ["RESUME_MATCH", "DATA_FIELDS", "TRAIN_STATE_FIELDS", "RunState", "TrainingError"]
+__all__ = ["RESUME_MATCH", "DATA_FIELDS", "TRAIN_STATE_FIELDS", "RunState", "TrainingError", "stages"]
 
 
 class TrainingError(RuntimeError):
@@ -106,3 +106,17 @@ class RunState:
         except (ValueError, RuntimeError, KeyError, TypeError) as exc:
             raise TrainingError(f"{self.last_path}: its optimiser or RNG state does not fit this "
                                 f"run ({str(exc).splitlines()[0][:120]}); start a new --out") from None
+
+
+def stages(metadata: dict) -> list[dict]:
+    """The training stages behind a checkpoint, oldest first, from its metadata (a model's
+    ``.metadata`` or a checkpoint's ``"metadata"``): one dict per stage with the step that was
+    kept (``step``), that stage's ``train_config`` and ``valid`` scores, where recorded. A
+    fine-tune (``dcu train --init``) keeps the stage it started from under ``previous_stage``,
+    and that one its own, so a checkpoint fine-tuned twice has three stages."""
+    chain, meta = [], metadata
+    while meta:
+        chain.append({"step": meta.get("step"), "train_config": meta.get("train_config", {}),
+                      "valid": meta.get("valid", {})})
+        meta = meta.get("previous_stage")
+    return chain[::-1]

@@ -342,7 +342,7 @@ def test_training_payload_has_the_saved_format_and_strip_removes_only_the_traini
 
 
 def test_stages_lists_the_training_history_oldest_first():
-    from dcu.checkpoint import stages
+    from dcu.trainstate import stages
 
     first = {"step": 1447, "train_config": {"batch_size": 24}, "valid": {"si_sdr": 17.8}}
     second = {"step": 145, "train_config": {"batch_size": 8}, "previous_stage": first}
@@ -356,7 +356,7 @@ def test_stages_lists_the_training_history_oldest_first():
 
 
 def test_stages_of_a_checkpoint_fine_tuned_from_another(tmp_path):
-    from dcu.checkpoint import stages
+    from dcu.trainstate import stages
 
     torch.manual_seed(0)
     start = dcu.save(dcu.DCUnet("tiny"), tmp_path / "a.pt", step=10, train_config={"lr": 1e-3})
