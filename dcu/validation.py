@@ -79,5 +79,11 @@ def validate(model: DCUnet, pairs, device, select_by: str = "pesq") -> dict:
         rows.append(row)
     model.train(was_training)
     torch.backends.cudnn.benchmark = benchmark
-    return {k: float(np.nanmean([r[k] for r in rows])) if rows else float("nan") for k in
-            ("wsdr", "si_sdr", "stoi", "pesq")}
+    return {k: _mean_of_defined([r[k] for r in rows]) for k in ("wsdr", "si_sdr", "stoi", "pesq")}
+
+
+def _mean_of_defined(values) -> float:
+    """The mean over the files where a metric is defined; NaN when it is defined on none (a
+    metric's package missing), without numpy's "Mean of empty slice" warning."""
+    defined = [v for v in values if not np.isnan(v)]
+    return float(np.mean(defined)) if defined else float("nan")
