@@ -273,10 +273,13 @@ def evaluate_cli(argv: list[str]) -> int:
                 print("\n" + format_table(s, f"{args.group_by} = {g}"))
         meta = {"method": method, "clean": str(args.clean), "noisy": str(args.noisy),
                 "n_files": len(rows), "sample_rate": SAMPLE_RATE, "failed": failed}
-        if args.json:
-            write_json(args.json, summary, rows, meta)
-        if args.csv:
-            write_csv(args.csv, rows)
+        for path, write in ((args.json, lambda: write_json(args.json, summary, rows, meta)),
+                            (args.csv, lambda: write_csv(args.csv, rows))):
+            if path:  # only ever its own earlier results are replaced (plan_outputs), and it says so
+                replaced = Path(path).exists()
+                write()
+                print(f"{TOOL}: {'replaced its earlier results in' if replaced else 'wrote'} {path}",
+                      file=sys.stderr)
     except Exception as err:  # one line, never a traceback (per-file failures are above)
         msg = str(err).splitlines()[0] if str(err) else type(err).__name__
         print(f"{TOOL}: error: {msg}", file=sys.stderr)

@@ -155,8 +155,10 @@ def test_cli_baseline_writes_json_and_csv(folders, tmp_path, capsys):
                                   str(folders / "noisy"), "--baseline", "noisy", "--json",
                                   str(out_json), "--csv", str(out_csv), "--jobs", "1"])
     assert code == 0
-    printed = capsys.readouterr().out
-    assert "pesq" in printed and "±95% CI" in printed
+    printed = capsys.readouterr()
+    assert "pesq" in printed.out and "±95% CI" in printed.out
+    assert printed.err.splitlines()[-2:] == [f"dcu evaluate: wrote {out_json}",
+                                             f"dcu evaluate: wrote {out_csv}"]
     doc = json.loads(out_json.read_text())
     expected = _direct(folders)
     for m in METRICS:  # top level: metric -> mean
@@ -167,10 +169,12 @@ def test_cli_baseline_writes_json_and_csv(folders, tmp_path, capsys):
         table = list(csv.DictReader(fh))
     assert list(table[0]) == ["name", *METRICS] and len(table) == 3
     assert float(table[1]["pesq"]) == pytest.approx(expected[1]["pesq"])
-    # rerunning may replace its own output
+    # rerunning may replace its own output, and says that it did
     assert evaluate.evaluate_cli(["--clean", str(folders / "clean"), "--noisy",
                                   str(folders / "noisy"), "--baseline", "noisy", "--json",
                                   str(out_json), "--jobs", "1"]) == 0
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"dcu evaluate: replaced its earlier results in {out_json}")
 
 
 def test_cli_split_scores_a_shipped_split_with_its_rebuilt_noisy_side(mini_p239, tmp_path, capsys):
