@@ -26,14 +26,12 @@
 # Logs: RUNS_DIR/general{10,16,20}.log; runs: RUNS_DIR/general{10,16,20}/ (best.pt, last.pt,
 # log.csv with valid_score and per-set valid_p239_valid_pesq ...).
 # STEPS10/STEPS16/STEPS20, LR, WARMUP and VALID_EVERY override the schedule; a resumed run may
-# change them (the cosine then follows the new length from the step it resumes at).
+# change them (the cosine then follows the new length from the step it resumes at). SEED (0)
+# sets the initial data order and augmentation draws.
 #
 # What ran for issue 16 (the CPU mode, one thread per model, over several sessions; DCUnet-10
 # and -16 were shipped, DCUnet-20's checkpoint was not: data/checkpoints/README.md has the logs,
-# the comparison and why). Each run starts from the shipped file (`--init dcunetN`, which for
-# DCUnet-10 and -16 is now the fine-tuned one); to repeat these runs from the weights they
-# started from, point INIT10/INIT16/INIT20 at those, e.g.
-#   git show a41d2c7:data/checkpoints/dcunet10.pt > old10.pt && INIT10=old10.pt MODELS=10 bash ...
+# the comparison and why):
 #   DCUnet-10  MODELS=10 bash dcu/scripts/train_general.sh cpu      stopped at step 3084 of 8000;
 #              best.pt (kept) is step 2000
 #   DCUnet-16  MODELS=16 ... cpu to step 653, then resumed as STEPS16=2400 MODELS=16 ... cpu
@@ -41,6 +39,13 @@
 #              (its first 29 steps ran under a 95-minute time budget that measured its speed while
 #              a third process shared the cores and fitted only 188 steps; it was resumed with
 #              this fixed schedule)
+#   ablations  the DCUnet-10 run once per left-out option (SPEED=, GAIN=, SPEECH_FREE=0, EXTRA=)
+#              and once more as it is with SEED=1, each into its own RUNS_DIR, stopped after the
+#              step-500 validation (logs/experiments/dcunet10_general_*.json)
+# Each run started from the file shipped at the time (`--init dcunetN`). The shipped DCUnet-10
+# and -16 are now the fine-tuned ones, so to repeat these runs from the weights they started
+# from, point INIT10/INIT16/INIT20 at those, e.g.
+#   git show a41d2c7:data/checkpoints/dcunet10.pt > old10.pt && INIT10=old10.pt MODELS=10 bash ...
 set -eu
 MODE=${1:-cpu}
 RUNS=${2:-runs}
@@ -58,7 +63,7 @@ else
 fi
 DATA=(--train-pairs all --extra-speech "$EXTRA" --remix-prob 0.5 --speed "$SPEED" --speed-prob 0.5
       "--gain-db=$GAIN" --speech-free-prob "$SPEECH_FREE" --valid-sets valid,p239_valid
-      --select-by pesq_stoi --precision auto)
+      --select-by pesq_stoi --precision auto --seed "${SEED:-0}")
 
 if [ "$MODE" = cpu ]; then
   # One core each. Steps of 8 x 2 s at bf16: ~2.1 s (DCUnet-10) to ~6 s (DCUnet-20), so these
