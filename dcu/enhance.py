@@ -40,6 +40,7 @@ from dcu import metrics
 from dcu.batch import _output_path, find_inputs, plan_outputs
 from dcu.checkpoint import load
 from dcu.engine import PRECISIONS
+from dcu.level import LEVEL_WINDOW_DBFS, level_dbfs, level_gain, level_gain_db
 from dcu.stft import SAMPLE_RATE
 
 __all__ = ["check_chunk_seconds", "chunked", "enhance_cli", "enhance_file", "enhance_recording",
@@ -100,31 +101,36 @@ def check_overlap_seconds(value) -> float:
 
 @torch.inference_mode()
 def enhance_recording(model, audio, sample_rate: int = SAMPLE_RATE, chunk_seconds: float = 10.0,
-                      overlap_seconds: float = 1.0, progress: bool = False):
+                      overlap_seconds: float = 1.0, progress: bool = False,
+                      level_window: tuple[float, float] | None = LEVEL_WINDOW_DBFS):
     """Enhance a recording at any rate with ``model`` (a :class:`dcu.DCUnet`): numpy or tensor,
     ``(time,)`` or ``(channels, time)``, each channel on its own.
 
     Audio is resampled to the model's 16 kHz and back, and processed in overlapping chunks of
     ``chunk_seconds`` (1 to 600) cross-faded over ``overlap_seconds``, so memory stays bounded
-    for recordings of any length (``progress=True`` shows a bar over the chunks). Returns float32
+    for recordings of any length (``progress=True`` shows a bar over the chunks). A channel whose
+    level lies outside ``level_window`` (dBFS, :mod:`dcu.level`) is scaled to its nearest edge
+    for the model and scaled back after; ``None`` feeds every level as it is. Returns float32
     audio of the input's type, shape and rate. The model's train/eval mode is restored.
     """
     chunk_seconds, overlap_seconds = check_chunk_seconds(chunk_seconds), \
         check_overlap_seconds(overlap_seconds)
     arr = _as_audio(audio)
     x = resample(arr, sample_rate, SAMPLE_RATE) if sample_rate != SAMPLE_RATE else arr
+    gains = np.array([level_gain(ch, level_window) if level_window else 1.0
+                      for ch in x.reshape(-1, x.shape[-1])], dtype=np.float32)[:, None]
     was_training = model.training
     model.eval()
     try:
         device = next(model.parameters()).device
         out = chunked(lambda t: model(t.to(device)).cpu(),
-                      torch.from_numpy(np.ascontiguousarray(x)).reshape(-1, x.shape[-1]),
+                      torch.from_numpy(np.ascontiguousarray(x.reshape(-1, x.shape[-1]) * gains)),
                       int(chunk_seconds * SAMPLE_RATE), int(overlap_seconds * SAMPLE_RATE),
                       align=model.architecture.frame_multiple * model.config.hop_length,
                       progress=progress)
     finally:
         model.train(was_training)
-    y = out.numpy().reshape(x.shape)
+    y = (out.numpy() / gains).reshape(x.shape)
     if sample_rate != SAMPLE_RATE:
         y = fit_length(resample(y, SAMPLE_RATE, sample_rate), arr.shape[-1])
     y = y.astype(np.float32)
@@ -186,8 +192,9 @@ def chunked(fn, x: torch.Tensor, chunk: int, overlap: int, align: int = 1,
 
 
 def enhance_file(model, src, dst, overwrite: bool = False, chunk_seconds: float = 10.0,
-                 dnsmos: bool = False) -> dict:
-    """Enhance one file into ``dst`` at the input's rate and channel count; returns a summary."""
+                 dnsmos: bool = False, level_window=LEVEL_WINDOW_DBFS) -> dict:
+    """Enhance one file into ``dst`` at the input's rate and channel count; returns a summary
+    (``level_dbfs``: the input's level per channel)."""
     src, dst = Path(src), _output_path(Path(dst))
     if dst.resolve() == src.resolve():
         raise AudioError(f"{src}: the output would overwrite the input; choose another --out")
@@ -195,7 +202,7 @@ def enhance_file(model, src, dst, overwrite: bool = False, chunk_seconds: float 
         raise AudioError(f"{dst}: already exists; delete it, choose another --out, or pass --overwrite")
     chunk_seconds = check_chunk_seconds(chunk_seconds)
     wav, rate = read_audio(src)  # (channels, time) at the file's rate, within dcu's limits
-    out = enhance_recording(model, wav, rate, chunk_seconds=chunk_seconds,
+    out = enhance_recording(model, wav, rate, chunk_seconds=chunk_seconds, level_window=level_window,
                             progress=wav.shape[-1] / rate > 6 * chunk_seconds)
     try:
         save_audio(dst, out if out.shape[0] > 1 else out[0], rate, overwrite=overwrite)
@@ -204,7 +211,8 @@ def enhance_file(model, src, dst, overwrite: bool = False, chunk_seconds: float 
     except OSError as exc:
         raise AudioError(f"{dst}: cannot write ({exc.strerror or exc}); choose another --out") from None
     summary = {"input": str(src), "output": str(dst), "seconds": wav.shape[-1] / rate,
-               "channels": wav.shape[0], "sample_rate": rate}
+               "channels": wav.shape[0], "sample_rate": rate,
+               "level_dbfs": [level_dbfs(ch) for ch in wav]}
     if dnsmos:
         mono_in, mono_out = wav.mean(0), out.mean(0)
         summary["dnsmos_before"] = metrics.dnsmos(mono_in, rate)
@@ -224,6 +232,8 @@ def enhance_cli(argv: list[str]) -> int:
     p.add_argument("--chunk-seconds", type=chunk_seconds_arg, default=10.0,
                    help="chunk length for long files, 1 to 600 s (default: 10)")
     p.add_argument("--dnsmos", action="store_true", help="print reference-free DNSMOS before/after")
+    p.add_argument("--keep-level", action="store_true", help="feed the model each channel's level "
+                   "as recorded (default: scale it into -35..-13 dBFS and back, see dcu.level)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="auto (bfloat16 where the device runs it natively), fp32 or bf16")
@@ -262,12 +272,18 @@ def enhance_cli(argv: list[str]) -> int:
     failed = len(errors)
     for src, dst in tqdm(jobs, desc="enhance", unit="file", disable=len(jobs) < 2):
         try:
-            s = enhance_file(model, src, dst, args.overwrite, args.chunk_seconds, args.dnsmos)
+            s = enhance_file(model, src, dst, args.overwrite, args.chunk_seconds, args.dnsmos,
+                             None if args.keep_level else LEVEL_WINDOW_DBFS)
         except Exception as exc:  # any failure stays with its file; Ctrl-C still stops all
             _say(fail + describe_failure(src, exc))
             failed += 1
             continue
         line = f"{s['input']} -> {s['output']} ({s['seconds']:.1f} s, {s['channels']} ch, {s['sample_rate']} Hz)"
+        outside = [f"{v:.1f}" for v in s["level_dbfs"] if level_gain_db(v) and not args.keep_level]
+        if outside:
+            low, high = LEVEL_WINDOW_DBFS
+            line += (f"\n  level {', '.join(outside)} dBFS, outside {low:g} to {high:g}: enhanced at the "
+                     "nearest edge and scaled back (--keep-level: as recorded)")
         if args.dnsmos:
             b, a = s["dnsmos_before"], s["dnsmos_after"]
             line += (f"\n  DNSMOS  SIG {b['sig']:.2f} -> {a['sig']:.2f}   BAK {b['bak']:.2f} -> "

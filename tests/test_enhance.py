@@ -330,7 +330,7 @@ def test_enhance_numpy_and_tensor_in_kind_out():
     x = speechlike(7000)
     with torch.no_grad():
         direct = model(x)
-    out = enhance_recording(model, x.numpy())
+    out = enhance_recording(model, x.numpy(), level_window=None)  # the input's level as it is
     assert isinstance(out, np.ndarray) and out.dtype == np.float32 and out.shape == (7000,)
     np.testing.assert_allclose(out, direct.numpy(), atol=1e-6)  # 16 kHz and short: no chunking
     t = enhance_recording(model, x.double())
@@ -412,3 +412,77 @@ def test_enhance_recording_rejects_bad_input(bad, rate, error, message):
 def test_enhance_recording_checks_chunk_and_overlap(chunk, overlap, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         enhance_recording(make(), np.zeros(1000, dtype=np.float32), 16000, chunk, overlap)
+
+
+# -- input level: dcu.level and enhance_recording's level window ---------------------------------------------------------------------------------
+
+def _at_dbfs(x: np.ndarray, dbfs: float) -> np.ndarray:
+    return (x * 10 ** (dbfs / 20) / np.sqrt(np.mean(x.astype(np.float64) ** 2))).astype(np.float32)
+
+
+def test_level_gain_moves_a_recording_to_the_nearest_window_edge():
+    from dcu.level import LEVEL_WINDOW_DBFS, level_dbfs, level_gain
+
+    x = speechlike(16000, seed=3).numpy()
+    low, high = LEVEL_WINDOW_DBFS
+    assert level_dbfs(_at_dbfs(x, -20.0)) == pytest.approx(-20.0, abs=1e-4)
+    for dbfs, target in ((-60.0, low), (-35.5, low), (-24.0, None), (-3.0, high)):
+        y = _at_dbfs(x, dbfs)
+        gain = level_gain(y)
+        if target is None:
+            assert gain == 1.0
+        else:
+            assert level_dbfs(y * gain) == pytest.approx(target, abs=1e-3)
+    assert level_gain(np.zeros(800, np.float32)) == 1.0  # digital silence is left alone
+    assert level_gain(np.full(800, 1e-6, np.float32)) == 1.0  # -120 dBFS: silence too
+    assert level_dbfs(np.zeros(8, np.float32)) == -np.inf
+    with pytest.raises(ValueError, match="low <= high"):
+        level_gain(x, (-10.0, -30.0))
+
+
+def test_enhance_recording_is_scale_equivariant_outside_the_window_and_unchanged_inside():
+    """The tiny model with random norms is far from scale-equivariant itself; with the level
+    window, quiet copies of one recording come out as scaled copies of one output, and a
+    recording inside the window is enhanced bit for bit as without the window."""
+    model = randomise_norms(make()).eval()
+    x = speechlike(12000, seed=5).numpy()
+    quiet = [enhance_recording(model, _at_dbfs(x, dbfs)) / 10 ** (dbfs / 20) for dbfs in (-70, -50)]
+    np.testing.assert_allclose(quiet[0], quiet[1], rtol=1e-4, atol=1e-6 * np.abs(quiet[1]).max())
+    raw = [enhance_recording(model, _at_dbfs(x, dbfs), level_window=None) / 10 ** (dbfs / 20)
+           for dbfs in (-70, -50)]
+    assert np.abs(raw[0] - raw[1]).max() > 0.05 * np.abs(raw[1]).max()  # what the window fixes
+    inside = _at_dbfs(x, -24.0)
+    assert np.array_equal(enhance_recording(model, inside),
+                          enhance_recording(model, inside, level_window=None))
+    loud = _at_dbfs(x, -6.0)  # above the window: enhanced as its copy at the upper edge
+    edge = 10 ** ((-13.0 + 6.0) / 20)
+    np.testing.assert_allclose(enhance_recording(model, loud),
+                               enhance_recording(model, loud * edge, level_window=None) / edge,
+                               rtol=1e-4, atol=1e-6)
+
+
+def test_level_window_is_per_channel():
+    model = randomise_norms(make()).eval()
+    x = speechlike(9000, batch=2, seed=8).numpy()
+    both = np.stack([_at_dbfs(x[0], -60.0), _at_dbfs(x[1], -24.0)])
+    out = enhance_recording(model, both)
+    for c in range(2):
+        np.testing.assert_allclose(out[c], enhance_recording(model, both[c]), atol=1e-7)
+
+
+def test_cli_names_a_recording_outside_the_level_window(tiny_ckpt, speech_file, tmp_path):
+    x, rate = sf.read(speech_file, always_2d=True)
+    quiet = tmp_path / "quiet" / "far_mic.wav"
+    quiet.parent.mkdir()
+    sf.write(quiet, x * 10 ** (-30 / 20), rate, subtype="FLOAT")
+    r = run_dcu("enhance", quiet, "--model", tiny_ckpt, "--out", tmp_path / "a")
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"level -5\d\.\d, -5\d\.\d dBFS, outside -35 to -13: enhanced at the nearest edge",
+                     r.stdout), r.stdout
+    kept = run_dcu("enhance", quiet, "--model", tiny_ckpt, "--out", tmp_path / "b", "--keep-level")
+    assert kept.returncode == 0 and "level" not in kept.stdout, kept.stdout
+    a, _ = sf.read(tmp_path / "a" / "far_mic.wav")
+    b, _ = sf.read(tmp_path / "b" / "far_mic.wav")
+    assert a.shape == b.shape and np.abs(a - b).max() > 1e-5  # --keep-level feeds it as recorded
+    plain = run_dcu("enhance", speech_file, "--model", tiny_ckpt, "--out", tmp_path / "c")
+    assert plain.returncode == 0 and "level" not in plain.stdout  # inside the window: no note

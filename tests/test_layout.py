@@ -19,7 +19,7 @@ LAYERS = [
     ("engine", {"engine"}),
     ("store", {"checkpoint"}),
     ("data/metrics", {"audio", "augment", "corpus", "data", "download", "mixing", "metrics", "composite",
-                      "baselines"}),
+                      "baselines", "level"}),
     ("jobs", {"train", "evaluate", "enhance", "bench", "measure", "export", "ablation", "plots",
               "batch", "runlog", "demo", "results", "trainer", "trainstate", "validation"}),
     ("cli", {"cli", "__main__", "__init__"}),
