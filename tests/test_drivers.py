@@ -57,7 +57,7 @@ def test_general_cpu_runs_the_documented_recipe_for_each_model(tmp_path):
         assert (c.device, c.workers, c.batch_size, c.lr, c.warmup_steps, c.seed) == \
                ("cpu", 0, 8, 1e-4, 100, 0)
         assert (c.train_pairs, c.extra_speech, c.speed, c.gain_db, c.speech_free_prob) == \
-               ("all", "p239", "0.9,1.1", "-10,6", 0.05)
+               ("all", "p239", "0.9,1.1", "-10,6", 0.0)
         assert (c.valid_sets, c.select_by, c.remix_prob) == ("valid,p239_valid", "pesq_stoi", 0.5)
     assert (runs / "general10.log").exists()  # each run's output goes to its log
 
@@ -67,12 +67,12 @@ def test_general_overrides_reach_dcu_train_and_a_started_run_resumes(tmp_path):
     (runs / "general10").mkdir(parents=True)
     (runs / "general10" / "last.pt").write_bytes(b"")
     done, calls = run_driver(tmp_path, ["cpu", str(runs)], MODELS="10", SEED="1", SPEED="",
-                             GAIN="", SPEECH_FREE="0", EXTRA="", INIT10="old10.pt",
+                             GAIN="", SPEECH_FREE="0.05", EXTRA="", INIT10="old10.pt",
                              STEPS10="500", LR="3e-5", WARMUP="20", VALID_EVERY="80")
     assert done.returncode == 0, done.stderr
     [(c, resume)] = train_calls(calls)
     assert resume and c.init == "old10.pt" and c.seed == 1
-    assert (c.speed, c.gain_db, c.speech_free_prob, c.extra_speech) == ("", "", 0.0, "")
+    assert (c.speed, c.gain_db, c.speech_free_prob, c.extra_speech) == ("", "", 0.05, "")
     assert (c.steps, c.lr, c.warmup_steps, c.valid_every) == (500, 3e-5, 20, 80)
 
 
