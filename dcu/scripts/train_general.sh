@@ -42,6 +42,8 @@
 #              (its first 29 steps ran under a 95-minute time budget that measured its speed while
 #              a third process shared the cores and fitted only 188 steps; it was resumed with
 #              this fixed schedule)
+#   DCUnet-20  again, gentler: LR=3e-5 STEPS20=240 WARMUP=20 VALID_EVERY=80 SPEECH_FREE=0.05
+#              MODELS=20 ... cpu (not shipped either)
 #   ablations  the DCUnet-10 run (with SPEECH_FREE=0.05) once per left-out option (SPEED=, GAIN=,
 #              SPEECH_FREE=0, EXTRA=), once more as it is with SEED=1, and SPEED= and EXTRA= with
 #              SEED=1, each into its own RUNS_DIR, stopped after the step-500 validation
