@@ -116,9 +116,11 @@ def enhance_recording(model, audio, sample_rate: int = SAMPLE_RATE, chunk_second
     chunk_seconds, overlap_seconds = check_chunk_seconds(chunk_seconds), \
         check_overlap_seconds(overlap_seconds)
     arr = _as_audio(audio)
-    x = resample(arr, sample_rate, SAMPLE_RATE) if sample_rate != SAMPLE_RATE else arr
+    # each channel's level as given (the rate it came at), as enhance_file reports it; scaling
+    # commutes with resampling, so the gain is applied at 16 kHz
     gains = np.array([level_gain(ch, level_window) if level_window else 1.0
-                      for ch in x.reshape(-1, x.shape[-1])], dtype=np.float32)[:, None]
+                      for ch in arr.reshape(-1, arr.shape[-1])], dtype=np.float32)[:, None]
+    x = resample(arr, sample_rate, SAMPLE_RATE) if sample_rate != SAMPLE_RATE else arr
     was_training = model.training
     model.eval()
     try:

@@ -48,7 +48,8 @@
 #              SPEECH_FREE=0, EXTRA=), once more as it is with SEED=1, and SPEED= and EXTRA= with
 #              SEED=1, each into its own RUNS_DIR, stopped after the step-500 validation
 #              (logs/experiments/dcunet10_general_*.json; chapter 7 reads them)
-# The DCUnet-10/-16/-20 runs above used SPEECH_FREE=0.05, then the default; repeat them with it.
+# The DCUnet-10/-16/-20 runs above used SPEECH_FREE=0.05 (the default until the ablations dropped
+# it); add it to repeat them.
 # Each run started from the file shipped at the time (`--init dcunetN`). The shipped DCUnet-10
 # and -16 are now the fine-tuned ones, so to repeat these runs from the weights they started
 # from, point INIT10/INIT16/INIT20 at those, e.g.
