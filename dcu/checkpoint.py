@@ -24,11 +24,9 @@ Book: book/07_training.ipynb
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import platform
-import sys
 from pathlib import Path
 
 import torch
@@ -261,40 +259,3 @@ def strip(src: str | os.PathLike, dst: str | os.PathLike, *, half: bool = False)
         payload["state_dict"] = _halved(payload["state_dict"])
     atomic_torch_save(with_checksum(payload), dst)
     return dst
-
-
-def describe(path_or_name: str | os.PathLike) -> str:
-    """What a checkpoint holds, in a few lines: config, step, validation scores, metadata."""
-    path = resolve(path_or_name)
-    payload = read_checkpoint(path)
-    meta = payload["metadata"]
-    lines = [f"{path}: dcu checkpoint (format {payload['format_version']})",
-             "config: " + ", ".join(f"{k}={v}" for k, v in payload["config"].items()),
-             f"step: {meta.get('step', '-')}",
-             "validation: " + (", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                         for k, v in meta.get("valid", {}).items()) or "-"),
-             f"training state: {'yes (resumable)' if 'train_state' in payload else 'no'}"]
-    order = sorted(meta, key=lambda k: k in ("train_config", "previous_stage"))  # those two last
-    lines += [f"{k}: {meta[k]}" for k in order if k not in ("step", "valid")]
-    return "\n".join(lines)
-
-
-def checkpoint_cli(argv: list[str]) -> int:
-    """``dcu checkpoint info FILE`` | ``dcu checkpoint strip IN OUT [--half]``."""
-    p = argparse.ArgumentParser(prog="dcu checkpoint", description="Inspect or ship checkpoints.")
-    sub = p.add_subparsers(dest="action", required=True)
-    sub.add_parser("info", help="print config, step, validation and metadata").add_argument("file")
-    s = sub.add_parser("strip", help="weights-only copy without the training state (never overwrites)")
-    s.add_argument("src", metavar="IN")
-    s.add_argument("dst", metavar="OUT")
-    s.add_argument("--half", action="store_true", help="store the weights as float16 (half the size)")
-    args = p.parse_args(argv)
-    try:
-        if args.action == "info":
-            print(describe(args.file))
-        else:
-            print(f"wrote {strip(args.src, args.dst, half=args.half)}")
-    except CheckpointError as exc:
-        print(f"dcu checkpoint: error: {exc}", file=sys.stderr)
-        return 1
-    return 0

@@ -10,6 +10,7 @@
     dcu export --onnx OUT.onnx [--model NAME_OR_PATH]
     dcu ablation [--grid paper] [--out JSON] [--runs DIR]
     dcu checkpoint info FILE | dcu checkpoint strip IN OUT [--half]
+    dcu checkpoint interpolate START END OUT --alpha A [--half]
 
 Each subcommand lives in the job module that owns the idea (named in :data:`COMMANDS`) and
 parses its own options.
@@ -44,7 +45,7 @@ COMMANDS = {  # name: (module in dcu, its entry point, help)
     "bench": ("bench", "bench_cli", "speed and memory of each architecture"),
     "export": ("export", "export_cli", "export a model to ONNX"),
     "ablation": ("ablation", "ablation_cli", "rerun the paper's ablations (a resumable grid of runs)"),
-    "checkpoint": ("checkpoint", "checkpoint_cli", "describe a checkpoint, or strip its training state"),
+    "checkpoint": ("shipping", "checkpoint_cli", "describe a checkpoint, strip its training state, or interpolate two"),
 }
 
 

@@ -113,10 +113,15 @@ def stages(metadata: dict) -> list[dict]:
     ``.metadata`` or a checkpoint's ``"metadata"``): one dict per stage with the step that was
     kept (``step``), that stage's ``train_config`` and ``valid`` scores, where recorded. A
     fine-tune (``dcu train --init``) keeps the stage it started from under ``previous_stage``,
-    and that one its own, so a checkpoint fine-tuned twice has three stages."""
+    and that one its own, so a checkpoint fine-tuned twice has three stages. A stage whose
+    weights were mixed with the ones it started from (``dcu checkpoint interpolate``) also has
+    ``alpha``, the share of its own weights in the mix."""
     chain, meta = [], metadata
     while meta:
-        chain.append({"step": meta.get("step"), "train_config": meta.get("train_config", {}),
-                      "valid": meta.get("valid", {})})
+        stage = {"step": meta.get("step"), "train_config": meta.get("train_config", {}),
+                 "valid": meta.get("valid", {})}
+        if "interpolation" in meta:
+            stage["alpha"] = meta["interpolation"]["alpha"]
+        chain.append(stage)
         meta = meta.get("previous_stage")
     return chain[::-1]

@@ -365,3 +365,72 @@ def test_stages_of_a_checkpoint_fine_tuned_from_another(tmp_path):
                      previous_stage={k: model.metadata[k] for k in ("step", "train_config")})
     assert [(s["step"], s["train_config"]["lr"]) for s in stages(dcu.load(tuned).metadata)] == \
         [(10, 1e-3), (3, 1e-4)]
+
+
+def test_interpolate_is_the_weighted_mean_of_two_checkpoints(tmp_path, capsys):
+    from dcu.checkpoint import tensor_checksum
+    from dcu.shipping import interpolate
+    from dcu.cli import main
+
+    start, end = trained(seed=0), trained(seed=1)
+    with torch.no_grad():  # distinct batch counters, to see which one is kept
+        for name, buf in end.named_buffers():
+            if not buf.is_floating_point():
+                buf.add_(5)
+    a = dcu.save(start, tmp_path / "a.pt", step=0)
+    b = dcu.save(end, tmp_path / "b.pt", step=9, valid={"pesq": 2.5},
+                 previous_stage={"step": 0, "train_config": {"lr": 1e-3}})
+    sa, sb = start.state_dict(), end.state_dict()
+    for alpha in (0.0, 0.3, 1.0):
+        out = interpolate(a, b, alpha, tmp_path / f"m{alpha}.pt")
+        payload = read_checkpoint(out)  # checks the fresh checksum too
+        got = payload["state_dict"]
+        assert got.keys() == sb.keys()
+        for k, vb in sb.items():
+            if vb.is_floating_point():
+                torch.testing.assert_close(got[k], sa[k] + alpha * (vb - sa[k]), rtol=1e-6, atol=1e-6)
+            else:
+                assert torch.equal(got[k], vb), k  # batch counters: the end's
+        assert payload["config"] == end.config_dict() and payload["metadata"]["step"] == 9
+        record = payload["metadata"]["interpolation"]
+        assert record["alpha"] == alpha and record["end"]["file"] == str(b)
+        assert record["start"]["tensor_sha256"] == tensor_checksum(read_checkpoint(a))
+        # the end's validation is not the mix's: it moves into the record
+        assert "valid" not in payload["metadata"] and record["end"]["valid"] == {"pesq": 2.5}
+        assert (record["start"]["step"], record["end"]["step"]) == (0, 9)
+    x = audio()
+    with torch.no_grad():  # the end points are the two models themselves
+        torch.testing.assert_close(dcu.load(tmp_path / "m0.0.pt", engine=False)(x), start(x))
+        torch.testing.assert_close(dcu.load(tmp_path / "m1.0.pt", engine=False)(x), end(x))
+    assert main(["checkpoint", "interpolate", str(a), str(b), str(tmp_path / "h.pt"),
+                 "--alpha", "0.5", "--half"]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'h.pt'}"
+    from dcu.trainstate import stages
+    mixed = interpolate(a, b, 0.5, tmp_path / "v.pt", valid={"score": 0.6})
+    assert stages(dcu.load(mixed).metadata) == [
+        {"step": 0, "train_config": {"lr": 1e-3}, "valid": {}},
+        {"step": 9, "train_config": {}, "valid": {"score": 0.6}, "alpha": 0.5}]
+    half = read_checkpoint(tmp_path / "h.pt")["state_dict"]
+    assert all(v.dtype == torch.float16 for k, v in half.items() if sb[k].is_floating_point())
+    torch.testing.assert_close(half["encoders.0.conv.weight_re"].float(),
+                               (0.5 * (sa["encoders.0.conv.weight_re"] + sb["encoders.0.conv.weight_re"])).half().float())
+
+
+def test_interpolate_refuses_other_models_bad_alpha_and_existing_files(tmp_path, capsys):
+    from dcu.shipping import interpolate
+    from dcu.cli import main
+
+    a = dcu.save(trained(), tmp_path / "a.pt")
+    other = dcu.save(trained(mask="BDSS"), tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match=about(other, r"not the same model as .*a\.pt "
+                                                           r"\(config differs in mask\)")):
+        interpolate(a, other, 0.5, tmp_path / "x.pt")
+    for alpha in (-0.1, 1.5, float("nan")):
+        with pytest.raises(CheckpointError, match=r"must lie in \[0, 1\]"):
+            interpolate(a, a, alpha, tmp_path / "x.pt")
+    assert not (tmp_path / "x.pt").exists()
+    before = other.read_bytes()
+    assert main(["checkpoint", "interpolate", str(a), str(a), str(other), "--alpha", "0.5"]) == 1
+    assert capsys.readouterr().err.strip() == (f"dcu checkpoint: error: {other}: already exists; "
+                                               "choose another name or delete it first")
+    assert other.read_bytes() == before

@@ -41,7 +41,7 @@ def test_output_piped_into_head_ends_quietly():
     import sys
 
     # 400 kB of output, more than a pipe holds: the writer is still writing when the reader quits
-    code = ("import sys, dcu.checkpoint as c; from dcu.cli import main; "
+    code = ("import sys, dcu.shipping as c; from dcu.cli import main; "
             "c.describe = lambda path: 'line\\n' * 80000; sys.exit(main(['checkpoint', 'info', 'x']))")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout.readline() == b"line\n"

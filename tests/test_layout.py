@@ -21,7 +21,7 @@ LAYERS = [
     ("data/metrics", {"audio", "augment", "corpus", "data", "download", "mixing", "metrics", "composite",
                       "baselines", "level"}),
     ("jobs", {"train", "evaluate", "enhance", "bench", "measure", "export", "ablation", "plots",
-              "batch", "runlog", "demo", "results", "trainer", "trainstate", "validation"}),
+              "batch", "runlog", "demo", "results", "trainer", "trainstate", "validation", "shipping"}),
     ("cli", {"cli", "__main__", "__init__"}),
     # the maintainers' scripts (corpus build, metric validation, training drivers): they may
     # import anything in dcu, and nothing in dcu imports them
