@@ -61,5 +61,13 @@ def test_a_later_run_adds_models_and_keeps_the_earlier_ones(tmp_path):
     assert doc["meta"]["against"] == {"new": "old"}
     assert set(doc["sets"]["demo"]["paired"]) == {"old - noisy", "new - noisy", "new - old"}
     # rows scored at one precision are never mixed with rows scored at another
+    # comparisons added later, against two models at once, without scoring anything again
+    assert compare_models.main(base + ["--against", "new=old,noisy"]) == 0
+    again = json.loads(out.read_text())
+    assert again["meta"]["against"] == {"new": "old,noisy"}
+    assert set(again["sets"]["demo"]["paired"]) == {"old - noisy", "new - noisy", "new - old"}
+    assert again["sets"]["demo"]["methods"] == doc["sets"]["demo"]["methods"]
+    assert compare_models.main(base + ["--model", f"mix={ckpt}", "--against", "mix=old,new"]) == 0
+    assert {"mix - old", "mix - new", "mix - noisy"} <= set(json.loads(out.read_text())["sets"]["demo"]["paired"])
     with pytest.raises(SystemExit, match="fp32.*another --out"):
         compare_models.main(base + ["--model", f"bf={ckpt}", "--precision", "bf16"])

@@ -9,7 +9,8 @@ scored for the noisy input, the Wiener filter, spectral gating and every ``--mod
 eight metrics of ``dcu evaluate`` (same code: :func:`dcu.evaluate.evaluate_pairs`) plus DNSMOS
 (``dnsmos_sig``, ``dnsmos_bak``, ``dnsmos_ovrl``; reference-free). Every model is compared file by
 file (:func:`dcu.results.paired`, mean and 95 % interval) with the noisy input and the Wiener
-filter, and with the model named by each ``--against NEW=OLD``. The JSON keeps the per-file rows
+filter, and with the model(s) named by each ``--against NEW=OLD[,OLD2]`` (given again later, for
+rows already scored, it only adds the comparisons). The JSON keeps the per-file rows
 and is rewritten (atomically) after each method, so an interrupted run continues where it stopped
 and a method already scored is not scored again (delete its entry, or the file, to redo it). A
 later run may add models to the same file: ``meta`` keeps every model's source and comparison.
@@ -62,12 +63,13 @@ def score(pairs, enhance) -> tuple[dict, list]:
 
 
 def comparisons(methods: dict, against: dict) -> dict:
-    """``{"A - B": paired summary}``: each model against noisy, Wiener, and its ``--against``."""
+    """``{"A - B": paired summary}``: each model against noisy, Wiener, and its ``--against``
+    (one label, or several separated by commas)."""
     out = {}
     for label, entry in methods.items():
         if entry["kind"] != "model":
             continue
-        for base in ("noisy", "wiener", against.get(label)):
+        for base in ("noisy", "wiener", *against.get(label, "").split(",")):
             if base in methods:
                 out[f"{label} - {base}"] = paired(methods[base]["files"], entry["files"], ALL_METRICS)
     return out
@@ -77,7 +79,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, type=Path, help="JSON to write (and resume from)")
     p.add_argument("--model", action="append", default=[], metavar="LABEL=CHECKPOINT")
-    p.add_argument("--against", action="append", default=[], metavar="NEW=OLD")
+    p.add_argument("--against", action="append", default=[], metavar="NEW=OLD[,OLD2]")
     p.add_argument("--sets", default="test,unseen,p239_test,demo")
     p.add_argument("--baselines", default="noisy,wiener,noisereduce")
     p.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16"))
@@ -113,6 +115,8 @@ def main(argv=None) -> int:
             entry["methods"][label] = {"kind": kind, "source": source, "summary": summary, "files": rows}
             entry["paired"] = comparisons(entry["methods"], against)
             write_json(args.out, finite(doc))
+        entry["paired"] = comparisons(entry["methods"], against)  # also a new --against alone
+        write_json(args.out, finite(doc))
         print(f"{set_name}: " + ", ".join(f"{k} PESQ {v['summary']['pesq']['mean']:.3f}"
                                           for k, v in entry["methods"].items()))
     return 0
