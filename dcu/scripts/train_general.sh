@@ -44,15 +44,20 @@
 #              this fixed schedule)
 #   DCUnet-20  again, gentler: LR=3e-5 STEPS20=240 WARMUP=20 VALID_EVERY=80 SPEECH_FREE=0.05
 #              MODELS=20 ... cpu (not shipped either)
+#   DCUnet-20  a third time, as the first but without noise-only items (session 10):
+#              STEPS20=300 WARMUP=20 VALID_EVERY=150 MODELS=20 bash dcu/scripts/train_general.sh cpu
+#              then mixed with the weights it started from and the mix shipped:
+#              dcu checkpoint interpolate OLD20.pt runs/general20/best.pt dcunet20.pt --alpha 0.25 --half
+#              (alpha chosen by python -m dcu.scripts.sweep_mix; data/checkpoints/README.md)
 #   ablations  the DCUnet-10 run (with SPEECH_FREE=0.05) once per left-out option (SPEED=, GAIN=,
 #              SPEECH_FREE=0, EXTRA=), once more as it is with SEED=1, and SPEED= and EXTRA= with
 #              SEED=1, each into its own RUNS_DIR, stopped after the step-500 validation
 #              (logs/experiments/dcunet10_general_*.json; chapter 7 reads them)
-# The DCUnet-10/-16/-20 runs above used SPEECH_FREE=0.05 (the default until the ablations dropped
-# it); add it to repeat them.
-# Each run started from the file shipped at the time (`--init dcunetN`). The shipped DCUnet-10
-# and -16 are now the fine-tuned ones, so to repeat these runs from the weights they started
-# from, point INIT10/INIT16/INIT20 at those, e.g.
+# The DCUnet-10/-16 and the first two DCUnet-20 runs above used SPEECH_FREE=0.05 (the default
+# until the ablations dropped it); add it to repeat them.
+# Each run started from the file shipped at the time (`--init dcunetN`). The shipped models are
+# now the fine-tuned ones (DCUnet-20: the mix), so to repeat these runs from the weights they
+# started from, point INIT10/INIT16/INIT20 at those, e.g.
 #   git show a41d2c7:data/checkpoints/dcunet10.pt > old10.pt && INIT10=old10.pt MODELS=10 bash ...
 set -eu
 MODE=${1:-cpu}
