@@ -36,7 +36,8 @@ def interpolate(start: str | os.PathLike, end: str | os.PathLike, alpha: float,
     tensors (batch counters) come from ``end``. The config and metadata are ``end``'s, with
     ``metadata["interpolation"]`` recording ``alpha`` and both sources (the file as named, its
     tensor checksum and kept step); ``end``'s validation scores move there too, as they are not
-    this model's (pass the mix's own as ``valid=...``: ``metadata`` is added, as in :func:`save`).
+    this model's (pass the mix's own as ``valid=...``: ``metadata`` is added, as in
+    :func:`dcu.save`).
     ``alpha=0`` gives ``start``'s weights, ``alpha=1`` ``end``'s. Returns ``dst``.
     """
     alpha = float(alpha)
