@@ -37,16 +37,15 @@ WHAT = ("Shipped models on the 40 validation pairs with the noisy input turned u
         "python -m dcu.scripts.measure_levels.")
 
 
-def measure(model, pairs, gains) -> dict:
-    """``{"window"|"none": {gain: [{"si_sdr", "stoi"} per pair]}}`` for one model."""
+def measure(model, audio, gains) -> dict:
+    """``{"window"|"none": {gain: [{"si_sdr", "stoi"} per pair]}}`` for one model, on ``audio``:
+    ``[(noisy, clean), ...]`` arrays."""
     out = {"window": {}, "none": {}}
     for g in tqdm(gains, desc="gains"):
         for mode, window in (("window", LEVEL_WINDOW_DBFS), ("none", None)):
             rows = []
-            for noisy_path, clean_path in pairs:
-                noisy = load_audio(noisy_path) * 10 ** (g / 20)
-                clean = load_audio(clean_path)
-                est = enhance_recording(model, noisy, SAMPLE_RATE, level_window=window)
+            for noisy, clean in audio:
+                est = enhance_recording(model, noisy * 10 ** (g / 20), SAMPLE_RATE, level_window=window)
                 rows.append({"si_sdr": round(float(metrics.si_sdr(clean, est)), 4),
                              "stoi": round(float(metrics.stoi(clean, est)), 4)})
             out[mode][str(g)] = rows
@@ -68,16 +67,17 @@ def main(argv=None) -> int:
     files = [Path(n).stem for n, _ in pairs]
     if doc and (doc.get("files") != files or doc.get("gains_db") != gains):
         raise SystemExit(f"{args.out}: measured on other files or gains; use another --out")
+    audio = [(load_audio(n), load_audio(c)) for n, c in pairs]  # read once, used at every gain
     doc.update({"what": WHAT, "set": args.set, "files": files, "gains_db": gains,
                 "window_dbfs": list(LEVEL_WINDOW_DBFS),
-                "input_level_dbfs": {str(g): [round(level_dbfs(load_audio(n) * 10 ** (g / 20)), 2)
-                                              for n, _ in pairs] for g in gains}})
+                "input_level_dbfs": {str(g): [round(level_dbfs(noisy * 10 ** (g / 20)), 2)
+                                              for noisy, _ in audio] for g in gains}})
     doc.setdefault("models", {})
     for source in args.models.split(","):
         model = load(source, precision="fp32")
         name = model.config.arch
         print(f"{name} ({source})", flush=True)
-        doc["models"][name] = measure(model, pairs, gains)
+        doc["models"][name] = measure(model, audio, gains)
         write_json(args.out, doc)
     for name, m in doc["models"].items():
         print(name + ": " + ", ".join(f"{g:+d} dB {np.mean([r['si_sdr'] for r in m['window'][str(g)]]):.2f}"
