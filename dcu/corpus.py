@@ -26,6 +26,7 @@ from pathlib import Path
 
 from dcu.audio import AUDIO_EXTENSIONS, list_audio_files
 from dcu.download import ARCHIVES, BASE_URL, DownloadError, cache_dir, prepare_voicebank, voicebank_dir
+from dcu.librispeech import VOICES_SPLITS, librispeech_files, prepare_librispeech, voices_dir
 from dcu.mixing import rebuild_mixtures
 
 __all__ = ["REBUILT", "SPLITS", "PairedFolder", "corpus_dir", "data_cli", "describe_corpora", "list_clean",
@@ -34,6 +35,8 @@ __all__ = ["REBUILT", "SPLITS", "PairedFolder", "corpus_dir", "data_cli", "descr
 #: Paired splits of the shipped corpus (``<split>/clean`` and ``<split>/noisy``); ``p239_train``
 #: is clean speech only (:func:`list_clean`). See data/README.md.
 SPLITS = ("train", "valid", "test", "unseen", "p239_valid", "p239_test")
+#: + the unseen-voices splits ``voices_valid`` and ``voices_test`` (:data:`VOICES_SPLITS`), which
+#: are mixed into the cache from LibriSpeech after ``dcu data download librispeech``.
 
 #: Shipped splits whose noisy side is rebuilt into the cache on first use (:func:`mixtures_dir`).
 REBUILT = ("p239_valid", "p239_test")
@@ -115,6 +118,8 @@ def list_pairs(split: str, root=None) -> list[tuple[Path, Path]]:
     """
     if root is None or str(root) == "shipped":
         base = corpus_dir() / "corpus"
+        if split in VOICES_SPLITS:  # mixed into the cache from LibriSpeech (dcu.librispeech)
+            return list(PairedFolder(voices_dir(split) / "clean", voices_dir(split) / "noisy").pairs)
         if split in REBUILT:  # the csv's names: a stale file in the cache is no pair
             noisy, names = mixtures_dir(split), sorted(r["name"] for r in split_table(split))
             return [(noisy / f"{n}.flac", base / split / "clean" / f"{n}.flac") for n in names]
@@ -153,11 +158,14 @@ def training_sources(data: str = "shipped", train_pairs: str = "first_400", extr
             corpora: all) or ``"all"``: every pair in ``train``, which for the shipped corpus is
             the same 400 unless ``python -m dcu.scripts.build_corpus --extra-train-pairs`` added
             the 104 of ``splits/train_extra.csv`` (issue 16's 504-pair set; a warning says so).
-        extra_speech: clean-only speech mixed on the fly: ``""`` (none), ``"p239"`` (the shipped
-            ``p239_train``) or a folder of clean recordings.
+        extra_speech: clean-only speech mixed on the fly, comma-separated sources: ``""`` (none),
+            ``"p239"`` (the shipped ``p239_train``), ``"librispeech"`` (the 251 listed
+            train-clean-100 utterances, :func:`dcu.librispeech.librispeech_files`) or a folder of
+            clean recordings; e.g. ``"p239,librispeech"``.
 
     Returns:
-        ``pairs``: ``(noisy, clean)`` paths of ``train``; ``speech``: extra clean paths;
+        ``pairs``: ``(noisy, clean)`` paths of ``train``; ``speech``: extra clean paths, all
+        sources together; ``speech_sources``: ``{source: [paths]}``, the same paths by source;
         ``noises``: noise files, the shipped corpus's *training* noises (``splits/noise.json``;
         held-out noises are never listed) or none for other corpora.
     """
@@ -181,17 +189,20 @@ def training_sources(data: str = "shipped", train_pairs: str = "first_400", extr
     if shipped:
         names = json.loads((splits / "noise.json").read_text())["train"]
         noises = [corpus_dir() / "noise" / f"{n}.flac" for n in names]
-    if not extra_speech:
-        speech = []
-    elif extra_speech == "p239":
-        speech = list_clean("p239_train")
-    else:
-        folder = Path(extra_speech)
-        speech = list_audio_files(folder, recursive=True) if folder.is_dir() else []
-        if not speech:
-            raise FileNotFoundError(f"--extra-speech {extra_speech}: no audio files there; give 'p239' "
-                                    "or a folder of clean recordings")
-    return {"pairs": pairs, "speech": speech, "noises": noises}
+    sources = {}
+    for source in [t.strip() for t in str(extra_speech).split(",") if t.strip()]:
+        if source == "p239":
+            sources[source] = list_clean("p239_train")
+        elif source == "librispeech":
+            sources[source] = librispeech_files("train-clean-100")
+        else:
+            folder = Path(source)
+            sources[source] = list_audio_files(folder, recursive=True) if folder.is_dir() else []
+            if not sources[source]:
+                raise FileNotFoundError(f"--extra-speech {source}: no audio files there; give 'p239', "
+                                        "'librispeech' or a folder of clean recordings")
+    speech = [p for paths in sources.values() for p in paths]
+    return {"pairs": pairs, "speech": speech, "speech_sources": sources, "noises": noises}
 
 
 def validation_sets(data: str = "shipped", names: str = "valid", files: int = 0) -> dict:
@@ -268,7 +279,11 @@ def data_cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="dcu data", description="The shipped corpus and the full VoiceBank+DEMAND.")
     sub = parser.add_subparsers(dest="command", required=True)
     dl = sub.add_parser("download", help="download and convert a full corpus into the cache")
-    dl.add_argument("corpus", choices=["voicebank"])
+    dl.add_argument("corpus", choices=["voicebank", "librispeech"],
+                    help="voicebank: the full VoiceBank+DEMAND (5.6 GB); librispeech: the listed "
+                         "train-clean-100 and test-other utterances (6.7 GB of archives, 80 MB kept)")
+    dl.add_argument("--source", help="librispeech: copy the listed utterances from this local LibriSpeech "
+                                     "folder instead of downloading")
     dl.add_argument("--cache", help="cache folder (default $DCU_CACHE or ~/.cache/dcu)")
     dl.add_argument("--base-url", default=BASE_URL, help=argparse.SUPPRESS)
     info = sub.add_parser("info", help="show the shipped corpus and what is in the cache")
@@ -278,9 +293,18 @@ def data_cli(argv: list[str]) -> int:
         print(describe_corpora(args.cache))
         return 0
     try:
-        out = prepare_voicebank(args.cache, args.base_url)
-    except (DownloadError, ValueError) as err:
+        if args.corpus == "librispeech":
+            kwargs = {} if args.base_url == BASE_URL else {"base_url": args.base_url}
+            out = prepare_librispeech(args.cache, source=args.source, **kwargs)
+            built = [voices_dir(split, args.cache) for split in VOICES_SPLITS]
+        else:
+            out = prepare_voicebank(args.cache, args.base_url)
+    except (DownloadError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    if args.corpus == "librispeech":
+        print(f"LibriSpeech utterances ready in {out}; unseen-voices splits in {built[0].parent}; train on "
+              "them with `dcu train --extra-speech p239,librispeech`, score with `dcu evaluate --split voices_test`")
+        return 0
     print(f"VoiceBank+DEMAND ready in {out}; train with `dcu train --data voicebank`")
     return 0

@@ -73,14 +73,22 @@ class TrainingSet(Dataset):
       the mixture, with an all-zero clean target;
     - ``gain_db=(lo, hi)``: noisy and clean scaled together by a gain uniform in dB (peak <= 0.99).
 
+    Sources: by default every file is used equally often, so a source's share of the items is
+    its share of the files. ``source_weights={"pairs": w, name: w, ...}`` sets the shares instead
+    (relative weights; ``"pairs"`` are the noisy/clean pairs, the other names those of
+    ``extra_speech`` given as a dict ``{name: [paths]}``): item ``i`` then draws its source by
+    these weights and a file of it uniformly, so 251 long LibriSpeech clips can count as much as
+    400 short VoiceBank pairs, or as little as wanted.
+
     Returns ``(noisy, clean)``, each a ``(segment,)`` float32 tensor.
     """
 
     def __init__(self, pairs, noise_files=(), segment: int = 32000, items_per_file: int = 4,
                  remix_prob: float = 0.5, snrs=(0.0, 5.0, 10.0, 15.0), seed: int = 0, progress: bool = True,
                  extra_speech=(), speech_free_prob: float = 0.0, gain_db=None, speed=None,
-                 speed_prob: float = 1.0):
-        pairs, extra_speech = list(pairs), list(extra_speech)
+                 speed_prob: float = 1.0, source_weights=None):
+        groups = dict(extra_speech) if isinstance(extra_speech, dict) else {"speech": list(extra_speech)}
+        pairs, extra_speech = list(pairs), [p for paths in groups.values() for p in paths]
         if not pairs:
             raise ValueError("TrainingSet needs at least one (noisy, clean) pair")
         self.segment, self.items_per_file = int(segment), int(items_per_file)
@@ -98,8 +106,40 @@ class TrainingSet(Dataset):
             self.clean.append(clean)
         self.extra = [load_audio(p) for p in tqdm(extra_speech, desc="loading speech", disable=not progress)]
         self.noises = [load_audio(p) for p in noise_files]
+        self.weights, self.members = None, None
+        if source_weights:
+            self._set_weights(dict(source_weights), {"pairs": len(pairs), **{g: len(v) for g, v in groups.items()}})
         #: where training noise comes from: residuals of these pairs and these noise files
         self.noise_sources = {"residuals": self.names[: len(pairs)], "files": [Path(p).stem for p in noise_files]}
+
+    def _set_weights(self, weights: dict, sizes: dict) -> None:
+        unknown = sorted(set(weights) - set(sizes))
+        if unknown:
+            raise ValueError(f"source weights name {', '.join(unknown)}, not a source of this set "
+                             f"({', '.join(sizes)}); give a weight to each of those")
+        missing = sorted(g for g, n in sizes.items() if n and g not in weights)
+        if missing:
+            raise ValueError(f"source weights give no weight to {', '.join(missing)}; give every source a weight "
+                             "(0 leaves it out)")
+        start, self.members, shares = 0, [], []
+        for group, n in sizes.items():
+            w = float(weights.get(group, 0.0))
+            if not (np.isfinite(w) and w >= 0):
+                raise ValueError(f"source weight {group}={w}: must be a number >= 0")
+            if n and w > 0:
+                self.members.append(np.arange(start, start + n))
+                shares.append(w)
+            start += n
+        if not shares:
+            raise ValueError("source weights: at least one source needs a weight > 0")
+        self.weights = np.asarray(shares) / np.sum(shares)
+
+    def source_shares(self) -> dict:
+        """Expected share of the items drawn from each file index range (for logs and tests)."""
+        if self.weights is None:
+            n = len(self.clean) + len(self.extra)
+            return {"pairs": len(self.clean) / n, "speech": len(self.extra) / n}
+        return {f"{int(m[0])}-{int(m[-1])}": float(w) for m, w in zip(self.members, self.weights)}
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose crops and remixes ``__getitem__`` returns."""
@@ -119,7 +159,11 @@ class TrainingSet(Dataset):
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} items")
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        k = index % (len(self.clean) + len(self.extra))
+        if self.weights is None:
+            k = index % (len(self.clean) + len(self.extra))
+        else:  # a source by its weight, then one of its files
+            members = self.members[int(rng.choice(len(self.members), p=self.weights))]
+            k = int(members[int(rng.integers(len(members)))])
         factor = draw_speed(rng, self.speed, self.speed_prob)  # 1.0, drawing nothing, when off
         wavs = [self.clean[k], self.noisy[k]] if k < len(self.clean) else [self.extra[k - len(self.clean)]]
         need = int(np.ceil(self.segment * factor))

@@ -66,6 +66,7 @@ class TrainConfig:
     remix_snrs: str = "0,5,10,15"  # dB, comma-separated: SNRs of the remixed items (the paper's)
     train_pairs: str = "first_400"  # shipped: "first_400" (what the shipped models saw) or "all" (data/README.md step 4)
     extra_speech: str = ""  # clean speech mixed on the fly: "", "p239" (shipped p239_train) or a folder
+    source_weights: str = ""  # "pairs=1,p239=1,librispeech=1": share of items per source; "" = per file
     speed: str = ""  # "lo,hi": speed-perturb items by a factor in [lo, hi] (e.g. 0.9,1.1); "" = off
     speed_prob: float = 0.5  # share of items sped up when --speed is set
     gain_db: str = ""  # "lo,hi": random gain in dB on noisy and clean together (e.g. -10,6); "" = off
@@ -144,6 +145,8 @@ LIMITS = {
     "speech_free_prob": (lambda v: 0 <= v <= 1, "a probability from 0 to 1"),
     "train_pairs": (lambda v: v in ("first_400", "all"), "'first_400' or 'all'"),
     "select_by": (lambda v: v in ("pesq", "pesq_stoi"), "'pesq' or 'pesq_stoi'"),
+    "source_weights": (lambda v: _weights_parse(v), "'source=weight,...' with weights >= 0 "
+                                                    "(e.g. pairs=1,p239=1,librispeech=1) or ''"),
     "speed": (lambda v: _parses(v, "speed"), "'low,high' within 0.8..1.25 (e.g. 0.9,1.1) or ''"),
     "gain_db": (lambda v: _parses(v, "gain_db"), "'low,high' in dB within -40..20 (e.g. -10,6) or ''"),
     "lr": (lambda v: v > 0, "a learning rate > 0"),
@@ -161,6 +164,30 @@ def _parses(text: str, name: str) -> bool:
     """Whether ``text`` is a valid ``--speed`` / ``--gain-db`` range (see :mod:`dcu.augment`)."""
     try:
         parse_range(text, name, SPEED_LIMITS if name == "speed" else GAIN_LIMITS)
+        return True
+    except ValueError:
+        return False
+
+
+def parse_weights(text: str) -> dict:
+    """``"pairs=1,librispeech=2"`` -> ``{"pairs": 1.0, "librispeech": 2.0}`` (``--source-weights``)."""
+    out = {}
+    for part in [t.strip() for t in str(text).split(",") if t.strip()]:
+        name, sep, value = part.partition("=")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = float("nan")
+        if not sep or not name.strip() or not math.isfinite(weight) or weight < 0:
+            raise ValueError(f"--source-weights {text!r}: give source=weight pairs, weights >= 0, "
+                             "e.g. pairs=1,p239=1,librispeech=1")
+        out[name.strip()] = weight
+    return out
+
+
+def _weights_parse(text: str) -> bool:
+    try:
+        parse_weights(text)
         return True
     except ValueError:
         return False
@@ -193,10 +220,12 @@ def make_datasets(cfg: TrainConfig):
     and a dict ``{split: pairs}`` otherwise (scored by :func:`validate` set by set, with a score).
     """
     src = training_sources(cfg.data, cfg.train_pairs, cfg.extra_speech)
+    weights = parse_weights(cfg.source_weights)
     train = TrainingSet(src["pairs"], src["noises"],
                         segment=int(cfg.segment_seconds * SAMPLE_RATE), items_per_file=cfg.items_per_file,
                         remix_prob=cfg.remix_prob, snrs=parse_snrs(cfg.remix_snrs), seed=cfg.seed,
-                        progress=False, extra_speech=src["speech"], speech_free_prob=cfg.speech_free_prob,
+                        progress=False, extra_speech=src["speech_sources"] if weights else src["speech"],
+                        source_weights=weights or None, speech_free_prob=cfg.speech_free_prob,
                         gain_db=parse_range(cfg.gain_db, "gain-db", GAIN_LIMITS),
                         speed=parse_range(cfg.speed, "speed", SPEED_LIMITS), speed_prob=cfg.speed_prob)
     valid = validation_sets(cfg.data, cfg.valid_sets, cfg.valid_files)

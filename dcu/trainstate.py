@@ -33,7 +33,7 @@ RESUME_MATCH = ("seed", "batch_size", "data")
 
 #: Fields that define the training data and the validation, checked on ``--resume`` like the
 #: model's; a run saved before a field existed counts as having had its default.
-DATA_FIELDS = ("train_pairs", "extra_speech", "speed", "speed_prob", "gain_db", "speech_free_prob",
+DATA_FIELDS = ("train_pairs", "extra_speech", "source_weights", "speed", "speed_prob", "gain_db", "speech_free_prob",
                "remix_prob", "remix_snrs", "segment_seconds", "items_per_file", "valid_sets", "select_by")
 
 #: Fields of a training checkpoint's ``train_state`` and their types, checked on ``--resume``.

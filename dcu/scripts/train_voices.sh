@@ -1,0 +1,77 @@
+#!/bin/bash
+# Train DCUnet-10/16/20 on many voices, checkpoints chosen by a score that counts unseen voices.
+#
+# Training data (all `dcu train` options, saved in every checkpoint):
+#   --train-pairs all                the 504 VoiceBank+DEMAND training pairs (build_corpus adds the
+#                                    104 beyond the 400 shipped from ../shared/data when at hand)
+#   --extra-speech p239,librispeech  + VCTK p239's 403 training utterances and the 251 LibriSpeech
+#                                    train-clean-100 speakers (`dcu data download librispeech` first)
+#   --source-weights W               the share of items from each source (WEIGHTS, default equal
+#                                    thirds: pairs=1,p239=1,librispeech=1; "" = each file equally
+#                                    often, i.e. 43 / 35 / 22 %)
+#   --remix-prob 0.5 --speed 0.9,1.1 --gain-db=-10,6   the augmentations kept after they were
+#                                    measured one by one (data/checkpoints/README.md)
+#   noise: residuals of the training pairs and the five training noise files, at 0/5/10/15 dB
+# Validation: --valid-sets valid,p239_valid,voices_valid --select-by pesq_stoi: best.pt by
+#   ((PESQ-1)/3.5 + STOI)/2 over the three sets, each counted once; voices_valid is 3 LibriSpeech
+#   test-other speakers no run trains on, mixed with noise no run trains on.
+#
+# Usage (from the repository root; resumable: rerun the same command after any interruption):
+#   bash dcu/scripts/train_voices.sh cpu [RUNS_DIR]   one thread per process, niced
+#   bash dcu/scripts/train_voices.sh gpu [RUNS_DIR]   the models at once on one GPU
+# MODELS ("10 16 20"), INIT ("shipped" or "scratch"), STEPS10/16/20, LR, WARMUP, VALID_EVERY,
+# WEIGHTS, SEED and TAG (a suffix of the run folder) override the recipe.
+# Runs: RUNS_DIR/voices{N}{TAG}/ (best.pt, last.pt, log.csv, log.json), logs RUNS_DIR/voices{N}{TAG}.log
+set -eu
+MODE=${1:-cpu}
+RUNS=${2:-runs}
+MODELS=${MODELS:-"10 16 20"}
+INIT=${INIT:-shipped}
+TAG=${TAG:-}
+WEIGHTS=${WEIGHTS-pairs=1,p239=1,librispeech=1}
+mkdir -p "$RUNS"
+export PYTHONUNBUFFERED=1
+if [ -d ../shared/data/voicebank_demand_test ]; then
+  python3 -m dcu.scripts.build_corpus --extra-train-pairs
+fi
+if [ -d ../shared/data/librispeech ]; then
+  python3 -m dcu data download librispeech --source ../shared/data/librispeech
+else
+  python3 -m dcu data download librispeech
+fi
+DATA=(--train-pairs all --extra-speech p239,librispeech "--source-weights=$WEIGHTS" --remix-prob 0.5
+      --speed 0.9,1.1 --speed-prob 0.5 "--gain-db=-10,6" --valid-sets valid,p239_valid,voices_valid
+      --select-by pesq_stoi --precision auto --seed "${SEED:-0}")
+
+if [ "$INIT" = shipped ]; then LR0=1e-4; else LR0=1e-3; fi
+if [ "$MODE" = cpu ]; then
+  export OMP_NUM_THREADS=1
+  declare -A STEPS=( [10]=${STEPS10:-3000} [16]=${STEPS16:-3000} [20]=${STEPS20:-2000} )
+  RUN=(--batch-size 8 --lr ${LR:-$LR0} --min-lr 1e-6 --warmup-steps ${WARMUP:-100}
+       --valid-every ${VALID_EVERY:-250} --checkpoint-minutes 10 --workers 0 --device cpu)
+  NICE=(nice -n 10)
+elif [ "$MODE" = gpu ]; then
+  declare -A STEPS=( [10]=${STEPS10:-20000} [16]=${STEPS16:-20000} [20]=${STEPS20:-20000} )
+  RUN=(--batch-size 32 --lr ${LR:-3e-4} --min-lr 1e-6 --warmup-steps 500 --valid-every 1000
+       --checkpoint-minutes 5 --workers 4 --items-per-file 8)
+  NICE=()
+else
+  echo "usage: $0 cpu|gpu [RUNS_DIR]" >&2
+  exit 2
+fi
+
+train_one() {  # arch number
+  local n=$1 out="$RUNS/voices$1$TAG"
+  local start=() resume=()
+  [ "$INIT" = shipped ] && start=(--init "dcunet$n")
+  [ -f "$out/last.pt" ] && resume=(--resume)
+  "${NICE[@]}" python3 -m dcu train --arch "DCUnet-$n" "${start[@]}" --steps "${STEPS[$n]}" "${RUN[@]}" \
+    "${DATA[@]}" --out "$out" "${resume[@]}" >> "$RUNS/voices$n$TAG.log" 2>&1
+}
+
+if [ "$MODE" = gpu ]; then
+  for n in $MODELS; do train_one "$n" & done
+  wait
+else
+  for n in $MODELS; do train_one "$n"; done
+fi
