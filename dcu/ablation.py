@@ -6,14 +6,14 @@
 Choi et al. support their proposals with ablations: the complex U-Net against a real-valued twin
 with as many parameters, and the three masks (UBD, BDSS, BDT) under three losses (spectral MSE,
 SDR, weighted SDR). :data:`GRIDS` holds the grids as data. Every run is a normal ``dcu train`` run
-(:class:`dcu.train.Trainer`) in its own folder under ``--runs``: a killed grid resumes the run it
+(:class:`dcu.training.config.Trainer`) in its own folder under ``--runs``: a killed grid resumes the run it
 was in from its last checkpoint; finished runs (those in the result file) are never redone. Each
 run is scored with its final weights (the same budget for every arm) on the whole test split and
 the unseen-speaker set; the result file holds per run its settings, wall and CPU time, precision,
 training log, and the metrics' means and per-file values, so every comparison can be recomputed
 (:func:`difference`; chapter 7 does it per seed and across seeds). Several processes (cores,
 GPUs) can share one grid: each claims a run with a lock file in its folder
-(:func:`dcu.atomic.claim`) and adds its results to the file when it finishes.
+(:func:`dcu.base.atomic.claim`) and adds its results to the file when it finishes.
 
 Book: book/07_training.ipynb
 """
@@ -31,14 +31,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dcu.checkpoint import load
+from dcu.store.checkpoint import load
 from dcu.data import list_pairs
-from dcu.enhance import enhance_recording
-from dcu.evaluate import evaluate_pairs
+from dcu.jobs.enhance import enhance_recording
+from dcu.jobs.evaluate import evaluate_pairs
 from dcu.results import columns_to_rows, paired
-from dcu.runlog import read_log
-from dcu.atomic import claim, release, write_json
-from dcu.train import TrainConfig, Trainer, TrainingError
+from dcu.training.log import read_log
+from dcu.base.atomic import claim, release, write_json
+from dcu.training.config import TrainConfig, Trainer, TrainingError
 from dcu.unet import ModelConfig
 
 __all__ = ["AblationRun", "GridSettings", "GRIDS", "run_grid", "difference", "ablation_cli"]
@@ -61,7 +61,7 @@ class AblationRun:
 
 @dataclass
 class GridSettings:
-    """What every run of a grid shares (the training options of :class:`dcu.train.TrainConfig`)."""
+    """What every run of a grid shares (the training options of :class:`dcu.training.config.TrainConfig`)."""
 
     arch: str = "DCUnet-10"
     steps: int = 1500
@@ -162,7 +162,7 @@ def train_run(run: AblationRun, settings: GridSettings, folder: Path, progress: 
 
 
 def _read_log(folder: Path) -> list:
-    """The run's training log (:func:`dcu.runlog.read_log`), or [] if absent or unreadable."""
+    """The run's training log (:func:`dcu.training.log.read_log`), or [] if absent or unreadable."""
     try:
         return read_log(folder)
     except (OSError, ValueError):

@@ -13,7 +13,7 @@ small file whose header claims an absurd property fails at once with a one-line 
   channels, 1 GiB as float32) per file. Samples are read in blocks, so a header that claims more
   frames than the file holds costs only what the file really holds.
 
-It imports nothing from dcu but :mod:`dcu.atomic`, so it can be read and tested alone.
+It imports nothing from dcu but :mod:`dcu.base.atomic`, so it can be read and tested alone.
 
 Book: book/01_introduction.ipynb
 """
@@ -28,7 +28,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from dcu.atomic import atomic_write
+from dcu.base.atomic import atomic_write
 from dcu.stft import SAMPLE_RATE
 
 __all__ = [
@@ -232,7 +232,7 @@ def is_silent(wav, threshold_db: float = -80.0) -> bool:
 
 
 def save_audio(path, wav, sample_rate: int, overwrite: bool = False) -> Path:
-    """Write ``wav`` to ``path`` atomically (:func:`dcu.atomic.atomic_write`: temporary file,
+    """Write ``wav`` to ``path`` atomically (:func:`dcu.base.atomic.atomic_write`: temporary file,
     then ``os.replace``; the file gets the umask's permissions, like any program's output).
 
     The format follows the file ending (.wav and .flac as 16-bit PCM, .ogg as Vorbis).

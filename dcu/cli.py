@@ -36,16 +36,16 @@ from dcu.version import __version__
 # Each command is one job module's ``*_cli(argv)``, imported when that command runs (so
 # ``dcu --help`` does not load scipy, soundfile and every job's dependencies).
 COMMANDS = {  # name: (module in dcu, its entry point, help)
-    "demo": ("demo", "demo_cli", "enhance a shipped noisy recording and print metrics"),
-    "enhance": ("enhance", "enhance_cli", "enhance audio files or folders"),
-    "evaluate": ("evaluate", "evaluate_cli", "metrics of a model or baseline on paired folders"),
-    "train": ("train", "train_cli", "train a DCUnet (resumable, torchrun-ready)"),
+    "demo": ("jobs.demo", "demo_cli", "enhance a shipped noisy recording and print metrics"),
+    "enhance": ("jobs.enhance", "enhance_cli", "enhance audio files or folders"),
+    "evaluate": ("jobs.evaluate", "evaluate_cli", "metrics of a model or baseline on paired folders"),
+    "train": ("training.config", "train_cli", "train a DCUnet (resumable, torchrun-ready)"),
     "plot-log": ("plots", "plot_log_cli", "plot a training run's curves"),
     "data": ("corpus", "data_cli", "download the full corpus, or describe the shipped one"),
-    "bench": ("bench", "bench_cli", "speed and memory of each architecture"),
-    "export": ("export", "export_cli", "export a model to ONNX"),
+    "bench": ("jobs.speed", "bench_cli", "speed and memory of each architecture"),
+    "export": ("jobs.export", "export_cli", "export a model to ONNX"),
     "ablation": ("ablation", "ablation_cli", "rerun the paper's ablations (a resumable grid of runs)"),
-    "checkpoint": ("shipping", "checkpoint_cli", "describe a checkpoint, strip its training state, or interpolate two"),
+    "checkpoint": ("store.command", "checkpoint_cli", "describe a checkpoint, strip its training state, or interpolate two"),
 }
 
 

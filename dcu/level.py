@@ -7,7 +7,7 @@ The shipped models saw training mixtures at -29 to -17 dBFS (RMS over the file),
 range is enhanced worse: on the 40 validation pairs turned down by 30 dB the shipped DCUnet-20
 falls from 18.0 to 3.2 dB SI-SDR, DCUnet-10 to 5.5 (``data/results/levels.json``, chapter 9).
 :func:`level_gain` gives the factor that moves a recording's level into
-:data:`LEVEL_WINDOW_DBFS`; :func:`dcu.enhance.enhance_recording` applies it before the model
+:data:`LEVEL_WINDOW_DBFS`; :func:`dcu.jobs.enhance.enhance_recording` applies it before the model
 and undoes it after (15.5 and 17.9 dB there), so a recording inside the window is processed
 exactly as before and one outside it as its copy at the window's nearest edge, scaled back.
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import t
 
-from dcu.atomic import atomic_write
+from dcu.base.atomic import atomic_write
 from dcu.metrics import METRICS
 
 __all__ = ["TOOL", "summarize", "paired", "resolved_sign", "columns_to_rows", "group_by",

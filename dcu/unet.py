@@ -85,7 +85,7 @@ class DCUnet(nn.Module):
         batch_norm: ``"complex"`` (Trabelsi whitening, as in the paper) or ``"naive"``.
 
     ``model(waveform)`` maps ``(batch, time)`` or ``(time,)`` float 16 kHz audio to the
-    enhanced waveform of exactly the same shape; :func:`dcu.enhance.enhance_recording` handles
+    enhanced waveform of exactly the same shape; :func:`dcu.jobs.enhance.enhance_recording` handles
     other rates, numpy input, channels and long recordings.
     """
 
@@ -189,7 +189,7 @@ class DCUnet(nn.Module):
 def _check_waveform(x) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"DCUnet expects a torch.Tensor waveform, got {type(x).__name__}; "
-                        "use dcu.enhance.enhance_recording() for numpy arrays")
+                        "use dcu.jobs.enhance.enhance_recording() for numpy arrays")
     if x.dim() not in (1, 2):
         raise ValueError(f"DCUnet expects a waveform of shape (batch, time) or (time,), got "
                          f"shape {tuple(x.shape)}")

@@ -15,7 +15,7 @@ from dcu import ablation
 from dcu.audio import load_audio
 from dcu.data import list_pairs
 from dcu.metrics import pesq
-from dcu.train import Trainer
+from dcu.training.config import Trainer
 from dcu.unet import DCUnet
 
 

@@ -1,10 +1,10 @@
-"""dcu.atomic: run locks that one process holds, that a dead process's leftovers never block."""
+"""dcu.base.atomic: run locks that one process holds, that a dead process's leftovers never block."""
 
 import os
 import subprocess
 import sys
 
-from dcu.atomic import claim, release
+from dcu.base.atomic import claim, release
 
 
 def test_claim_is_exclusive_between_live_processes_and_release_frees_it(tmp_path):

@@ -1,4 +1,4 @@
-"""dcu.bench and dcu.measure: FLOP counts against torch's counter, the measurement helpers,
+"""dcu.jobs.speed and dcu.jobs.measure: FLOP counts against torch's counter, the measurement helpers,
 convolution peaks, the CLI and its JSON."""
 
 import json
@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import dcu
-from dcu import bench, engine, measure
+from dcu import engine
+from dcu.jobs import measure, speed as bench
 from dcu.losses import wsdr_loss
 
 
@@ -66,20 +67,20 @@ def test_training_step_trains_and_inference_call_is_pure():
 
 @pytest.mark.slow  # > ~13 s on the 2 shared cores (pytest --durations)
 def test_peak_training_memory_in_a_child_process():
-    mib = measure.peak_training_memory("dcu.bench:build_dcunet", {"arch": "tiny"}, batch=2,
+    mib = measure.peak_training_memory("dcu.jobs.speed:build_dcunet", {"arch": "tiny"}, batch=2,
                                      seconds=0.5, steps=1)
     assert 0 < mib < 300
     # a large parent must not leak into the child's figure (getrusage's maxrss would)
     ballast = torch.ones(400 * 2 ** 20 // 4)
-    again = measure.peak_training_memory("dcu.bench:build_dcunet", {"arch": "tiny"}, batch=2,
+    again = measure.peak_training_memory("dcu.jobs.speed:build_dcunet", {"arch": "tiny"}, batch=2,
                                        seconds=0.5, steps=1)
     del ballast
     assert again < 300 and abs(again - mib) < 0.5 * mib + 20
-    more = measure.peak_training_memory("dcu.bench:build_dcunet", {"arch": "tiny"}, batch=8,
+    more = measure.peak_training_memory("dcu.jobs.speed:build_dcunet", {"arch": "tiny"}, batch=8,
                                       seconds=0.5, steps=1)
     assert more > mib  # four times the batch needs more memory
     with pytest.raises(RuntimeError, match="failed"):
-        measure.peak_training_memory("dcu.bench:no_such_builder", {}, batch=1, seconds=0.1)
+        measure.peak_training_memory("dcu.jobs.speed:no_such_builder", {}, batch=1, seconds=0.1)
 
 
 def test_bench_cli_writes_table_and_json(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""dcu.checkpoint: save/load round trips, clear errors on unusable files, no code execution."""
+"""dcu.store.checkpoint: save/load round trips, clear errors on unusable files, no code execution."""
 
 import os
 import re
@@ -8,7 +8,7 @@ import torch
 
 import dcu
 from dcu import DCUnet
-from dcu.checkpoint import SHIPPED, CheckpointError, read_checkpoint, with_checksum
+from dcu.store.checkpoint import SHIPPED, CheckpointError, read_checkpoint, with_checksum
 
 
 SHIPPED_DIR = __import__("pathlib").Path(__file__).resolve().parent.parent / "data" / "checkpoints"
@@ -240,7 +240,7 @@ def test_a_flipped_byte_inside_a_tensor_is_detected(tmp_path):
 
 
 def test_checkpoints_written_before_the_checksum_still_load(tmp_path):
-    from dcu.checkpoint import atomic_torch_save
+    from dcu.store.checkpoint import atomic_torch_save
 
     model = trained()
     payload = read_checkpoint(dcu.save(model, tmp_path / "new.pt"))
@@ -306,7 +306,7 @@ def test_training_payload_has_the_saved_format_and_strip_removes_only_the_traini
         tmp_path, capsys):
     import platform
 
-    from dcu.checkpoint import atomic_torch_save, make_payload
+    from dcu.store.checkpoint import atomic_torch_save, make_payload
     from dcu.cli import main
 
     model = trained()
@@ -342,7 +342,7 @@ def test_training_payload_has_the_saved_format_and_strip_removes_only_the_traini
 
 
 def test_stages_lists_the_training_history_oldest_first():
-    from dcu.trainstate import stages
+    from dcu.training.trainstate import stages
 
     first = {"step": 1447, "train_config": {"batch_size": 24}, "valid": {"si_sdr": 17.8}}
     second = {"step": 145, "train_config": {"batch_size": 8}, "previous_stage": first}
@@ -356,7 +356,7 @@ def test_stages_lists_the_training_history_oldest_first():
 
 
 def test_stages_of_a_checkpoint_fine_tuned_from_another(tmp_path):
-    from dcu.trainstate import stages
+    from dcu.training.trainstate import stages
 
     torch.manual_seed(0)
     start = dcu.save(dcu.DCUnet("tiny"), tmp_path / "a.pt", step=10, train_config={"lr": 1e-3})
@@ -368,8 +368,8 @@ def test_stages_of_a_checkpoint_fine_tuned_from_another(tmp_path):
 
 
 def test_interpolate_is_the_weighted_mean_of_two_checkpoints(tmp_path, capsys):
-    from dcu.checkpoint import tensor_checksum
-    from dcu.shipping import interpolate
+    from dcu.store.checkpoint import tensor_checksum
+    from dcu.store.command import interpolate
     from dcu.cli import main
 
     start, end = trained(seed=0), trained(seed=1)
@@ -405,7 +405,7 @@ def test_interpolate_is_the_weighted_mean_of_two_checkpoints(tmp_path, capsys):
     assert main(["checkpoint", "interpolate", str(a), str(b), str(tmp_path / "h.pt"),
                  "--alpha", "0.5", "--half"]) == 0
     assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'h.pt'}"
-    from dcu.trainstate import stages
+    from dcu.training.trainstate import stages
     mixed = interpolate(a, b, 0.5, tmp_path / "v.pt", valid={"score": 0.6})
     assert stages(dcu.load(mixed).metadata) == [
         {"step": 0, "train_config": {"lr": 1e-3}, "valid": {}},
@@ -417,7 +417,7 @@ def test_interpolate_is_the_weighted_mean_of_two_checkpoints(tmp_path, capsys):
 
 
 def test_interpolate_refuses_other_models_bad_alpha_and_existing_files(tmp_path, capsys):
-    from dcu.shipping import interpolate
+    from dcu.store.command import interpolate
     from dcu.cli import main
 
     a = dcu.save(trained(), tmp_path / "a.pt")

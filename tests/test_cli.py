@@ -2,7 +2,7 @@
 
 import pytest
 
-import dcu.enhance
+import dcu.jobs.enhance
 from dcu.cli import main
 
 
@@ -17,7 +17,7 @@ def test_an_unexpected_exception_is_one_line_not_a_traceback(capsys, monkeypatch
     def broken(argv):
         raise ZeroDivisionError("division by zero\nsecond line")
 
-    monkeypatch.setattr(dcu.enhance, "enhance_cli", broken)
+    monkeypatch.setattr(dcu.jobs.enhance, "enhance_cli", broken)
     assert main(["enhance", "x.wav"]) == 1
     out, err = capsys.readouterr()
     assert out == "" and err.strip() == ("dcu enhance: error: ZeroDivisionError: division by zero "
@@ -31,7 +31,7 @@ def test_a_reader_that_quits_early_is_not_an_error(capsys, monkeypatch):
     def quits(argv):
         raise BrokenPipeError(32, "Broken pipe")
 
-    monkeypatch.setattr(dcu.enhance, "enhance_cli", quits)
+    monkeypatch.setattr(dcu.jobs.enhance, "enhance_cli", quits)
     assert main(["enhance", "x.wav"]) == 141
     assert capsys.readouterr().err == ""
 
@@ -41,7 +41,7 @@ def test_output_piped_into_head_ends_quietly():
     import sys
 
     # 400 kB of output, more than a pipe holds: the writer is still writing when the reader quits
-    code = ("import sys, dcu.shipping as c; from dcu.cli import main; "
+    code = ("import sys, dcu.store.command as c; from dcu.cli import main; "
             "c.describe = lambda path: 'line\\n' * 80000; sys.exit(main(['checkpoint', 'info', 'x']))")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout.readline() == b"line\n"

@@ -1,7 +1,7 @@
 """The training driver scripts call ``dcu train`` with options it accepts, and their documented
 environment overrides reach it. Each script runs for real under bash with a stand-in ``python3``
 first on PATH that only records its arguments; every recorded ``dcu train`` call is then parsed
-by the real ``dcu train`` parser (:func:`dcu.train.config_from_args`)."""
+by the real ``dcu train`` parser (:func:`dcu.training.config.config_from_args`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dcu.train import config_from_args
+from dcu.training.config import config_from_args
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERAL = ROOT / "dcu" / "scripts" / "train_general.sh"

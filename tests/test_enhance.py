@@ -12,8 +12,8 @@ import soundfile as sf
 import torch
 
 import dcu
-import dcu.enhance
-from dcu.enhance import enhance_file, enhance_recording, find_inputs
+import dcu.jobs.enhance
+from dcu.jobs.enhance import enhance_file, enhance_recording, find_inputs
 from synthetic import make, randomise_norms, speechlike
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -227,7 +227,7 @@ def test_folder_scan_names_what_it_skips(tiny_ckpt, tmp_path, capsys):
 
 def test_any_error_in_one_file_stays_with_that_file(tiny_ckpt, tmp_path, capsys, monkeypatch):
     files = [short_wav(tmp_path / "in" / f"{n}.wav") for n in ("a", "b", "c", "d")]
-    real = dcu.enhance.enhance_recording
+    real = dcu.jobs.enhance.enhance_recording
     failures = {0: MemoryError(), 1: RuntimeError("CUDA error: device-side assert"),
                 2: OSError(28, "No space left on device")}
     calls = iter(range(10))
@@ -238,7 +238,7 @@ def test_any_error_in_one_file_stays_with_that_file(tiny_ckpt, tmp_path, capsys,
             raise failures[i]
         return real(model, *a, **k)
 
-    monkeypatch.setattr(dcu.enhance, "enhance_recording", flaky)
+    monkeypatch.setattr(dcu.jobs.enhance, "enhance_recording", flaky)
     code, out, err = enhance_here(capsys, *files, "--model", tiny_ckpt, "--out", tmp_path / "o")
     assert code == 1 and len(err) == 3
     for f, e, why in zip(files, err, ("out of memory", "RuntimeError: CUDA", "No space left")):
@@ -253,7 +253,7 @@ def test_ctrl_c_still_stops_the_batch(tiny_ckpt, tmp_path, capsys, monkeypatch):
     def interrupted(model, *a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(dcu.enhance, "enhance_recording", interrupted)
+    monkeypatch.setattr(dcu.jobs.enhance, "enhance_recording", interrupted)
     code, _, _ = enhance_here(capsys, *files, "--model", tiny_ckpt, "--out", tmp_path / "o")
     assert code == 130 and not list((tmp_path / "o").iterdir())
 
@@ -312,7 +312,7 @@ def test_outputs_get_the_umask_permissions(tiny_ckpt, speech_file, tmp_path, cap
 
 
 def test_demo_says_plainly_what_its_numbers_show():
-    from dcu.demo import describe_change
+    from dcu.jobs.demo import describe_change
 
     line = describe_change({"PESQ": 1.80, "STOI": 0.912, "SI-SDR": 5.0},
                            {"PESQ": 2.41, "STOI": 0.909, "SI-SDR": 11.3})
@@ -371,7 +371,7 @@ def test_enhance_long_input_in_chunks():
     assert chunked.shape == x.shape and np.isfinite(chunked).all()
     whole = enhance_recording(model, x, chunk_seconds=30.0)
     diff = np.abs(chunked - whole)
-    # chunk geometry (see dcu.enhance.chunked): 4 s and 1 s rounded to multiples of 4 * 256 samples
+    # chunk geometry (see dcu.jobs.enhance.chunked): 4 s and 1 s rounded to multiples of 4 * 256 samples
     block = model.architecture.frame_multiple * 256
     chunk = 64000 // block * block
     step = (chunk - 16000) // block * block

@@ -1,4 +1,4 @@
-"""dcu.evaluate: batch scoring, confidence intervals, and the `dcu evaluate` command line."""
+"""dcu.jobs.evaluate: batch scoring, confidence intervals, and the `dcu evaluate` command line."""
 
 import csv
 import json

@@ -1,11 +1,11 @@
-"""dcu.export: the ONNX graph and the onnxruntime runner give PyTorch's output."""
+"""dcu.jobs.export: the ONNX graph and the onnxruntime runner give PyTorch's output."""
 
 import numpy as np
 import pytest
 import torch
 
 import dcu
-from dcu.export import OnnxEnhancer, SpectrogramNetwork, export_cli, export_onnx
+from dcu.jobs.export import OnnxEnhancer, SpectrogramNetwork, export_cli, export_onnx
 from dcu.losses import wsdr_loss
 
 pytest.importorskip("onnx")

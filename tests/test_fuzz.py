@@ -150,7 +150,7 @@ train_values = st.one_of(st.integers(-5, 5), st.floats(allow_nan=True, allow_inf
                                "--grad-clip", "--items-per-file", "--checkpoint-minutes"]),
        value=train_values)
 def test_train_options_are_a_config_or_one_line(option, value):
-    from dcu.train import LIMITS, config_from_args
+    from dcu.training.config import LIMITS, config_from_args
 
     err = io.StringIO()
     with contextlib.redirect_stderr(err):

@@ -1,8 +1,8 @@
-"""dcu.runlog: the training log is written and read by one module, as JSON and CSV alike."""
+"""dcu.training.log: the training log is written and read by one module, as JSON and CSV alike."""
 
 import math
 
-from dcu.runlog import read_log, write_log
+from dcu.training.log import read_log, write_log
 
 
 def test_log_round_trip_json_and_csv(tmp_path):

@@ -8,7 +8,7 @@ import torch
 import dcu
 from dcu.corpus import validation_sets
 from dcu.scripts.sweep_mix import main
-from dcu.validation import validate
+from dcu.training.validation import validate
 
 
 @pytest.mark.slow

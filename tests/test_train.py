@@ -1,4 +1,4 @@
-"""dcu.train: the loss goes down, resume equals an uninterrupted run, NaN stops cleanly, DDP."""
+"""dcu.training.config: the loss goes down, resume equals an uninterrupted run, NaN stops cleanly, DDP."""
 
 import json
 import os
@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import dcu.train as train_mod
+import dcu.training.config as train_mod
 from dcu.data import validation_sets
 from dcu.losses import wsdr_loss
-import dcu.trainer as trainer_mod
-from dcu.train import TrainConfig, TrainingError, lr_at, train
+import dcu.training.trainer as trainer_mod
+from dcu.training.config import TrainConfig, TrainingError, lr_at, train
 
 ROOT = Path(__file__).resolve().parent.parent
 HOOKED = Path(__file__).resolve().parent / "train_with_hook.py"  # dcu train with a test hook
@@ -211,7 +211,7 @@ def test_resume_of_a_file_that_is_not_a_training_checkpoint_is_one_line(tmp_path
                                           ("--lr", "nan"), ("--items-per-file", "0"),
                                           ("--remix-prob", "1.5"), ("--segment-seconds", "inf")])
 def test_nonsense_numbers_are_refused_in_one_line(option, value, capsys):
-    from dcu.train import config_from_args
+    from dcu.training.config import config_from_args
 
     with pytest.raises(SystemExit) as exit_:
         config_from_args([option, value])
@@ -278,7 +278,7 @@ def test_fine_tuning_scores_the_starting_weights_first(tmp_path, small_corpus, m
 
 def test_remix_snrs_option_sets_the_snrs_of_remixed_items(tmp_path, small_corpus):
     from dcu.data import snr_db
-    from dcu.train import config_from_args, make_datasets
+    from dcu.training.config import config_from_args, make_datasets
 
     c, _ = config_from_args(["--data", str(small_corpus), "--remix-prob", "1", "--remix-snrs", "2.5, 20",
                              "--segment-seconds", "1"])
@@ -295,7 +295,7 @@ def test_remix_snrs_option_sets_the_snrs_of_remixed_items(tmp_path, small_corpus
 
 
 def test_the_model_options_stay_flat_and_fill_the_nested_model_config():
-    from dcu.train import config_from_args
+    from dcu.training.config import config_from_args
     from dcu.unet import ModelConfig
 
     c, resume = config_from_args(["--arch", "tiny", "--mask", "UBD", "--network", "real",

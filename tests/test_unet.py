@@ -177,7 +177,7 @@ def test_gradients_reach_every_parameter(kwargs):
     (torch.zeros(1000, dtype=torch.int16), TypeError,
      "real floating-point waveform, got torch.int16"),
     (torch.zeros(1000, dtype=torch.complex64), TypeError, "got torch.complex64"),
-    (np.zeros(1000, dtype=np.float32), TypeError, "use dcu.enhance.enhance_recording"),
+    (np.zeros(1000, dtype=np.float32), TypeError, "use dcu.jobs.enhance.enhance_recording"),
 ])
 def test_forward_rejects_bad_input(bad, error, message):
     with pytest.raises(error, match=message):

@@ -6,7 +6,7 @@
 
 Each set (a paired split of the shipped corpus, or ``demo``: the conversation in corpus/demo) is
 scored for the noisy input, the Wiener filter, spectral gating and every ``--model``, with the
-eight metrics of ``dcu evaluate`` (same code: :func:`dcu.evaluate.evaluate_pairs`) plus DNSMOS
+eight metrics of ``dcu evaluate`` (same code: :func:`dcu.jobs.evaluate.evaluate_pairs`) plus DNSMOS
 (``dnsmos_sig``, ``dnsmos_bak``, ``dnsmos_ovrl``; reference-free). Every model is compared file by
 file (:func:`dcu.results.paired`, mean and 95 % interval) with the noisy input and the Wiener
 filter, and with the model(s) named by each ``--against NEW=OLD[,OLD2]`` (given again later, for
@@ -24,12 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from dcu.atomic import write_json
+from dcu.base.atomic import write_json
 from dcu.baselines import BASELINES
-from dcu.checkpoint import load
+from dcu.store.checkpoint import load
 from dcu.corpus import corpus_dir, list_pairs
-from dcu.enhance import enhance_recording
-from dcu.evaluate import evaluate_pairs
+from dcu.jobs.enhance import enhance_recording
+from dcu.jobs.evaluate import evaluate_pairs
 from dcu.metrics import METRICS, dnsmos
 from dcu.results import finite, paired, summarize
 from dcu.stft import SAMPLE_RATE

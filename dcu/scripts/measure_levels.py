@@ -4,7 +4,7 @@
         [--models dcunet10,dcunet16,dcunet20] [--gains=-30,-20,-10,0,10] [--files N]
 
 Every validation pair's noisy side is turned up or down by each gain (dB) and enhanced with
-:func:`dcu.enhance.enhance_recording` twice: with its level window (the default: a channel outside
+:func:`dcu.jobs.enhance.enhance_recording` twice: with its level window (the default: a channel outside
 :data:`dcu.level.LEVEL_WINDOW_DBFS` is scaled to the nearest edge for the model and back) and
 without it (``level_window=None``). SI-SDR and STOI of each output against the clean side are
 scale-invariant or level-normalised, so the gain itself costs nothing: what changes is only how
@@ -22,11 +22,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dcu import metrics
-from dcu.atomic import write_json
+from dcu.base.atomic import write_json
 from dcu.audio import load_audio
-from dcu.checkpoint import load
+from dcu.store.checkpoint import load
 from dcu.corpus import list_pairs
-from dcu.enhance import enhance_recording
+from dcu.jobs.enhance import enhance_recording
 from dcu.level import LEVEL_WINDOW_DBFS, level_dbfs
 from dcu.stft import SAMPLE_RATE
 

@@ -3,8 +3,8 @@
     python -m dcu.scripts.sweep_mix --label DCUnet-20 --start OLD.pt --end runs/general20/best.pt
         [--alphas 0,0.25,0.5,0.75,1] [--out data/results/weight_mix.json] [--save-dir DIR]
 
-For each ``alpha`` the mix ``(1 - alpha) * start + alpha * end`` (:func:`dcu.shipping.interpolate`)
-is scored by :func:`dcu.validation.validate` on the validation sets the fine-tune selected its
+For each ``alpha`` the mix ``(1 - alpha) * start + alpha * end`` (:func:`dcu.store.command.interpolate`)
+is scored by :func:`dcu.training.validation.validate` on the validation sets the fine-tune selected its
 checkpoint with (``valid,p239_valid``, ``--select-by pesq_stoi``: the same score, at the same
 bf16 precision), so the mix can be chosen the way a checkpoint is, before any test file is seen.
 ``alpha=0`` is the start, ``1`` the end itself. Rows already in ``--out`` (same label and alpha)
@@ -21,11 +21,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from dcu.atomic import write_json
-from dcu.checkpoint import load, read_checkpoint, resolve, tensor_checksum
+from dcu.base.atomic import write_json
+from dcu.store.checkpoint import load, read_checkpoint, resolve, tensor_checksum
 from dcu.corpus import validation_sets
-from dcu.shipping import interpolate
-from dcu.validation import validate
+from dcu.store.command import interpolate
+from dcu.training.validation import validate
 
 WHAT = ("Validation score ((PESQ-1)/3.5 + STOI)/2 over valid and p239_valid, as dcu train "
         "--select-by pesq_stoi computes it, of weight mixes (1 - alpha) * start + alpha * end "

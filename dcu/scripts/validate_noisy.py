@@ -2,7 +2,7 @@
 
     python -m dcu.scripts.validate_noisy [--data DIR] [--jobs N]      (from the repository root)
 
-Scores every unprocessed noisy file against its clean reference (dcu.evaluate.evaluate_pairs,
+Scores every unprocessed noisy file against its clean reference (dcu.jobs.evaluate.evaluate_pairs,
 parallel, with a progress bar), compares the means with Choi et al. (2019), Table 2, and writes
 
     data/validation/noisy_724.json   means, 95 % CIs, differences, pass/fail, per-file values
@@ -20,9 +20,9 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-from dcu.atomic import atomic_write, write_json
+from dcu.base.atomic import atomic_write, write_json
 from dcu.data import PairedFolder
-from dcu.evaluate import evaluate_pairs
+from dcu.jobs.evaluate import evaluate_pairs
 
 REPO = Path(__file__).resolve().parents[2]  # dcu/scripts/ -> the repository root
 REPORT_DIR = REPO / "data" / "validation"

@@ -33,11 +33,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
 from dcu import load  # noqa: E402
-from dcu.atomic import write_json  # noqa: E402
+from dcu.base.atomic import write_json  # noqa: E402
 from dcu.data import list_pairs  # noqa: E402
 from dcu.engine import optimize  # noqa: E402
-from dcu.enhance import enhance_recording  # noqa: E402
-from dcu.evaluate import evaluate_pairs  # noqa: E402
+from dcu.jobs.enhance import enhance_recording  # noqa: E402
+from dcu.jobs.evaluate import evaluate_pairs  # noqa: E402
 from dcu.metrics import METRICS, si_sdr  # noqa: E402
 
 

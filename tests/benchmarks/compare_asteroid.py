@@ -16,7 +16,7 @@ it natively); ``--with-bf16-asteroid`` adds asteroid under the same bfloat16 aut
 comparison for bf16), ``--with-reference`` dcu's reference code (no engine, float32). Timings alternate between the models, repetition by repetition, so a change in
 machine load hits all of them alike; the table shows medians (and minima) and the ratios
 asteroid / dcu. Peak memory of a training step is measured in a fresh child process per model, with glibc's
-default malloc settings (see :func:`dcu.measure.peak_training_memory`). Every model is timed under
+default malloc settings (see :func:`dcu.jobs.measure.peak_training_memory`). Every model is timed under
 the same process settings (:func:`dcu.engine.tune_cpu`: flush denormals, keep freed memory;
 ``--default-malloc`` turns the latter off for all of them).
 
@@ -38,8 +38,8 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
-from dcu import bench, measure  # noqa: E402
-from dcu.atomic import write_json  # noqa: E402
+from dcu.jobs import measure, speed as bench  # noqa: E402
+from dcu.base.atomic import write_json  # noqa: E402
 from dcu.engine import PRECISIONS, autocast, resolve_precision, tune_cpu  # noqa: E402
 
 INSTALL = "pip install asteroid==0.7.0 --no-deps asteroid-filterbanks==0.4.0 huggingface_hub"
@@ -88,7 +88,7 @@ def compare(arch: str, reps: int, memory: bool, threads, with_reference: bool,
         train["dcu-complex-ref"] = measure.training_step(ref)
         infer["dcu-complex-ref"] = measure.inference_call(ref)
     if onnx:  # the same network exported to ONNX, run by onnxruntime
-        from dcu.export import OnnxEnhancer, export_onnx
+        from dcu.jobs.export import OnnxEnhancer, export_onnx
 
         with tempfile.TemporaryDirectory() as tmp:
             runner = OnnxEnhancer(export_onnx(models["dcu-complex"], Path(tmp) / "m.onnx"),
@@ -101,7 +101,7 @@ def compare(arch: str, reps: int, memory: bool, threads, with_reference: bool,
     if memory:
         for name, kind in (("dcu-naive", "naive"), ("dcu-complex", "complex")):
             out["memory"][name] = measure.peak_training_memory(
-                "dcu.bench:build_dcunet", {"arch": arch, "batch_norm": kind,
+                "dcu.jobs.speed:build_dcunet", {"arch": arch, "batch_norm": kind,
                                            "precision": precision}, threads=threads)
         out["memory"]["asteroid"] = measure.peak_training_memory(
             "compare_asteroid:build_asteroid", {"arch": arch}, threads=threads,

@@ -1,9 +1,9 @@
 """What a training checkpoint holds and how a run resumes from it.
 
-A training checkpoint is :func:`dcu.checkpoint.make_payload` (config, weights, metadata with the
+A training checkpoint is :func:`dcu.store.checkpoint.make_payload` (config, weights, metadata with the
 run's ``train_config``, step and validation scores) plus a ``train_state``: optimiser, step,
 epoch, position in the epoch, best score, log, RNG state, the losses since the last log row and
-the time spent. :class:`RunState` writes and restores it for :class:`dcu.trainer.TrainingLoop`.
+the time spent. :class:`RunState` writes and restores it for :class:`dcu.training.trainer.TrainingLoop`.
 
 Book: book/07_training.ipynb
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from dcu.checkpoint import atomic_torch_save, check_fields, make_payload, read_checkpoint
+from dcu.store.checkpoint import atomic_torch_save, check_fields, make_payload, read_checkpoint
 
 __all__ = ["RESUME_MATCH", "DATA_FIELDS", "TRAIN_STATE_FIELDS", "RunState", "TrainingError", "stages"]
 
@@ -43,7 +43,7 @@ TRAIN_STATE_FIELDS = {"optimizer": dict, "step": int, "epoch": int, "batch_in_ep
 
 
 class RunState:
-    """Checkpointing and resuming of a :class:`dcu.trainer.TrainingLoop` (whose attributes it
+    """Checkpointing and resuming of a :class:`dcu.training.trainer.TrainingLoop` (whose attributes it
     reads and restores: ``cfg``, ``model``, ``opt``, ``step``, ``epoch``, ``batch_in_epoch``,
     ``best``, ``history``, ``running``, ``clock``, ``previous_stage``, ``rank``)."""
 
@@ -56,7 +56,7 @@ class RunState:
         return self.clock
 
     def _payload(self, valid=None) -> dict:
-        """:func:`dcu.checkpoint.make_payload` with the run's metadata and training state."""
+        """:func:`dcu.store.checkpoint.make_payload` with the run's metadata and training state."""
         meta = {"train_config": asdict(self.cfg), "step": self.step, "epoch": self.epoch,
                 "valid": valid or (self.history[-1]["valid"] if self.history else {}),
                 "precision": self.precision, "clock": dict(self._tick()), "data": self.cfg.data}

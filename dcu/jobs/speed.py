@@ -5,8 +5,8 @@ inference real-time factor (``model(waveform)`` on a 10 s clip, eval mode, ``inf
 the time of one training step (batch 8 x 2 s, wSDR loss, Adam), the peak memory of a training
 step, the precision the engine ran in (``--precision auto`` resolves to bf16 where the CPU runs
 it natively), and the achieved GFLOP/s as a fraction of this machine's measured float32 and
-bfloat16 convolution peaks (:func:`dcu.measure.conv_peak_gflops`). How each figure is measured:
-:mod:`dcu.measure`.
+bfloat16 convolution peaks (:func:`dcu.jobs.measure.conv_peak_gflops`). How each figure is measured:
+:mod:`dcu.jobs.measure`.
 
 Book: book/06_architectures.ipynb
 """
@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 
 from dcu.architectures import ARCHITECTURES
-from dcu.atomic import write_json
+from dcu.base.atomic import write_json
 from dcu.engine import PRECISIONS, optimize, resolve_precision, tune_cpu
-from dcu.measure import (alternate, analytic_forward_flops, analytic_training_flops,
+from dcu.jobs.measure import (alternate, analytic_forward_flops, analytic_training_flops,
                          conv_peak_gflops, inference_call, peak_training_memory, training_step)
 from dcu.stft import SAMPLE_RATE
 from dcu.unet import DCUnet
@@ -82,7 +82,7 @@ def bench_arch(arch: str, reps: int, memory: bool, batch_norm: str, threads,
         row.update(compiled_training(arch, batch_norm, reps, precision))
     if memory:
         row["peak_train_mib"] = peak_training_memory(
-            "dcu.bench:build_dcunet", {"arch": arch, "batch_norm": batch_norm,
+            "dcu.jobs.speed:build_dcunet", {"arch": arch, "batch_norm": batch_norm,
                                        "precision": precision}, threads=threads)
     return row
 

@@ -164,7 +164,7 @@ def peak_training_memory(builder: str, kwargs: dict, batch: int = 8, seconds: fl
                keep_freed_memory=keep_freed_memory)
     root = str(Path(__file__).resolve().parent.parent)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
-    out = subprocess.run([sys.executable, "-m", "dcu.measure", "--memory-child", json.dumps(job)],
+    out = subprocess.run([sys.executable, "-m", "dcu.jobs.measure", "--memory-child", json.dumps(job)],
                          capture_output=True, text=True, env=env, check=False)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     if out.returncode or not lines:

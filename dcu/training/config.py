@@ -15,8 +15,8 @@ defaults give the runs the shipped models came from, and ``dcu/scripts/train_gen
 shows the set that generalizes.
 
 This module holds the run's configuration (:class:`TrainConfig`, ``dcu train``'s options) and its
-data (:func:`make_datasets`); validation is :mod:`dcu.validation` (:func:`validate`, importable
-from here too), the loop itself :mod:`dcu.trainer`, its checkpoints and resume :mod:`dcu.trainstate`.
+data (:func:`make_datasets`); validation is :mod:`dcu.training.validation` (:func:`validate`, importable
+from here too), the loop itself :mod:`dcu.training.trainer`, its checkpoints and resume :mod:`dcu.training.trainstate`.
 
 Book: book/07_training.ipynb
 """
@@ -37,10 +37,10 @@ from dcu.augment import GAIN_LIMITS, SPEED_LIMITS, parse_range
 from dcu.data import TrainingSet, training_sources, validation_sets
 from dcu.engine import tune_cpu
 from dcu.stft import SAMPLE_RATE
-from dcu.trainer import TrainingError, TrainingLoop, lr_at, selection_score  # noqa: F401 (public here)
-from dcu.trainstate import DATA_FIELDS  # noqa: F401 (public here)
+from dcu.training.trainer import TrainingError, TrainingLoop, lr_at, selection_score  # noqa: F401 (public here)
+from dcu.training.trainstate import DATA_FIELDS  # noqa: F401 (public here)
 from dcu.unet import DCUnet, ModelConfig  # noqa: F401 (DCUnet: public here)
-from dcu.validation import validate, validation_score  # noqa: F401 (public here)
+from dcu.training.validation import validate, validation_score  # noqa: F401 (public here)
 
 
 #: The model options ``dcu train`` takes flat (``--arch``, ``--mask``, ``--network``,
@@ -234,7 +234,7 @@ def make_datasets(cfg: TrainConfig):
 
 
 class Trainer(TrainingLoop):
-    """The training loop (:class:`dcu.trainer.TrainingLoop`) on :func:`make_datasets`'s data,
+    """The training loop (:class:`dcu.training.trainer.TrainingLoop`) on :func:`make_datasets`'s data,
     validated by :func:`validate`. ``Trainer(cfg, resume=False, progress=True, on_step=None)``;
     ``on_step(trainer)`` is called after every step, once its validation and checkpoint are
     written."""
@@ -274,7 +274,7 @@ def _option_type(name: str, conv):
 def config_from_args(argv: list[str]) -> tuple[TrainConfig, bool]:
     """Build a :class:`TrainConfig` from ``--field value`` options: every field is one, and
     :data:`FLAT_MODEL_OPTIONS` stand for the fields of its ``model``."""
-    p = argparse.ArgumentParser(prog="dcu train", description="Train a DCUnet (see dcu.train).")
+    p = argparse.ArgumentParser(prog="dcu train", description="Train a DCUnet (see dcu.training.config).")
     for name, default in [(n, getattr(ModelConfig, n)) for n in FLAT_MODEL_OPTIONS] + \
             [(f.name, getattr(TrainConfig, f.name)) for f in fields(TrainConfig) if f.name != "model"]:
         if isinstance(default, bool):

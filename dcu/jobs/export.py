@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from dcu.atomic import atomic_write
-from dcu.checkpoint import load
+from dcu.base.atomic import atomic_write
+from dcu.store.checkpoint import load
 from dcu.engine import optimize
 from dcu.stft import SAMPLE_RATE, compute_stft, filter_in_stft_domain, padded_length
 

@@ -1,9 +1,9 @@
 """The training loop: steps, checkpoints, resume, the validation schedule and DDP.
 
 :class:`TrainingLoop` holds a run's state (model, optimiser, step, RNG, log, clock) and writes it
-into every checkpoint (:mod:`dcu.trainstate`), so that ``--resume`` continues exactly where a
-run stopped. :mod:`dcu.train` gives it its data and
-validation (:class:`dcu.train.Trainer`) and its configuration (:class:`dcu.train.TrainConfig`).
+into every checkpoint (:mod:`dcu.training.trainstate`), so that ``--resume`` continues exactly where a
+run stopped. :mod:`dcu.training.config` gives it its data and
+validation (:class:`dcu.training.config.Trainer`) and its configuration (:class:`dcu.training.config.TrainConfig`).
 
 Book: book/07_training.ipynb
 """
@@ -23,11 +23,11 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
-from dcu.checkpoint import load
+from dcu.store.checkpoint import load
 from dcu.engine import optimize, resolve_precision
 from dcu.losses import compute_loss
-from dcu.runlog import write_log
-from dcu.trainstate import RunState, TrainingError  # noqa: F401 (TrainingError: public here)
+from dcu.training.log import write_log
+from dcu.training.trainstate import RunState, TrainingError  # noqa: F401 (TrainingError: public here)
 from dcu.unet import DCUnet
 
 __all__ = ["TrainingError", "TrainingLoop", "lr_at", "selection_score"]
@@ -56,7 +56,7 @@ def _device(cfg: TrainConfig, local_rank: int) -> torch.device:
 
 def selection_score(valid: dict) -> float:
     """Higher is better: ``valid["score"]`` where validation gave one (several validation sets,
-    see :func:`dcu.validation.validate`), else validation PESQ, or SI-SDR/10 where PESQ is
+    see :func:`dcu.training.validation.validate`), else validation PESQ, or SI-SDR/10 where PESQ is
     unavailable."""
     if np.isfinite(valid.get("score", float("nan"))):
         return valid["score"]
@@ -67,7 +67,7 @@ def selection_score(valid: dict) -> float:
 class TrainingLoop(RunState):
     """Holds a run's state; :meth:`run` trains until ``cfg.steps`` (or ``max_minutes``).
 
-    What to train on and how to validate come from a subclass (:class:`dcu.train.Trainer`):
+    What to train on and how to validate come from a subclass (:class:`dcu.training.config.Trainer`):
     :meth:`datasets` returns ``(training set, validation pairs)`` and :meth:`score` a validation
     dict ``{"wsdr", "si_sdr", "stoi", "pesq"}``.
 

@@ -17,10 +17,10 @@ import torch
 
 from dcu import metrics
 from dcu.audio import AudioError, load_audio, save_audio
-from dcu.checkpoint import CheckpointError, load
+from dcu.store.checkpoint import CheckpointError, load
 from dcu.data import corpus_dir
 from dcu.engine import PRECISIONS
-from dcu.enhance import describe_failure, enhance_recording
+from dcu.jobs.enhance import describe_failure, enhance_recording
 from dcu.stft import SAMPLE_RATE
 
 __all__ = ["demo_cli", "describe_change"]

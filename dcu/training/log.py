@@ -1,4 +1,4 @@
-"""A training run's log: one row per validation, written by :mod:`dcu.train`, read by
+"""A training run's log: one row per validation, written by :mod:`dcu.training.config`, read by
 :mod:`dcu.plots`, :mod:`dcu.ablation` and the book.
 
 A row is ``{"step", "epoch", "lr", "train_loss", "minutes", "wall_seconds", "cpu_seconds",
@@ -16,7 +16,7 @@ import io
 import json
 from pathlib import Path
 
-from dcu.atomic import atomic_write, write_json
+from dcu.base.atomic import atomic_write, write_json
 
 __all__ = ["log_rows", "write_log", "read_log"]
 

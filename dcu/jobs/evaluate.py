@@ -26,10 +26,10 @@ import numpy as np
 
 from dcu.audio import AUDIO_EXTENSIONS, load_audio
 from dcu.baselines import BASELINES
-from dcu.checkpoint import load
+from dcu.store.checkpoint import load
 from dcu.data import PairedFolder, corpus_dir, list_pairs
 from dcu.engine import PRECISIONS
-from dcu.enhance import enhance_recording
+from dcu.jobs.enhance import enhance_recording
 from dcu.metrics import compute_all
 from dcu.results import (TOOL, format_table, group_by, plan_outputs, summarize, write_csv,
                          write_json)
@@ -86,7 +86,7 @@ def _one_blas_thread():
 
 def _in_workers(enhance) -> bool:
     """Plain module-level functions are sent to the workers; other callables (a model's
-    :func:`~dcu.enhance.enhance_recording` partial, lambdas, closures) run in the calling process."""
+    :func:`~dcu.jobs.enhance.enhance_recording` partial, lambdas, closures) run in the calling process."""
     return enhance is None or (inspect.isfunction(enhance) and "<" not in enhance.__qualname__)
 
 
@@ -99,7 +99,7 @@ def evaluate_pairs(pairs, enhance=None, jobs: int = 2, progress: bool = True,
             (``enhance is None``) or the noisy input to enhance first.
         enhance: ``None`` or a callable ``enhance(noisy, sample_rate) -> enhanced`` mapping a
             (time,) float32 array to one of the same length (e.g. :func:`dcu.baselines.wiener`
-            or ``functools.partial(dcu.enhance.enhance_recording, model)``).
+            or ``functools.partial(dcu.jobs.enhance.enhance_recording, model)``).
         jobs: worker processes for the metrics (1 computes everything in this process).
         progress: show a tqdm progress bar.
         sample_rate: files are read (and resampled if needed) at this rate.

@@ -2,7 +2,7 @@
 
 :func:`validate` scores a model on full-length validation pairs, or on several validation sets at
 once (``dcu train --valid-sets valid,p239_valid``), each set counted equally; its ``"score"`` is
-what the training loop keeps ``best.pt`` by (:func:`dcu.trainer.selection_score`), with
+what the training loop keeps ``best.pt`` by (:func:`dcu.training.trainer.selection_score`), with
 :func:`validation_score` for ``--select-by pesq_stoi``. A metric whose package is missing (a
 bare GPU box) gives NaN; every other failure of a metric is raised, not hidden.
 

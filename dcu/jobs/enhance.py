@@ -7,7 +7,7 @@ enhanced file at the input's rate and channel count (each channel enhanced on it
   their path relative to that folder);
 - without: next to the input, as ``<name>_enhanced.<ext>``.
 
-All output paths are planned before any work (:mod:`dcu.batch`): two inputs with one output
+All output paths are planned before any work (:mod:`dcu.jobs.folders`): two inputs with one output
 (``a/x.wav`` and ``b/x.wav`` into one ``--out``, ``x.mp3`` beside ``x.wav``), an output that
 would replace an input, an ``--out`` inside an input folder, and existing outputs (unless
 ``--overwrite``) are refused in one line and nothing is written. A folder scan names what it
@@ -37,8 +37,8 @@ from tqdm.auto import tqdm
 
 from dcu.audio import AudioError, fit_length, read_audio, resample, save_audio
 from dcu import metrics
-from dcu.batch import _output_path, find_inputs, plan_outputs
-from dcu.checkpoint import load
+from dcu.jobs.folders import _output_path, find_inputs, plan_outputs
+from dcu.store.checkpoint import load
 from dcu.engine import PRECISIONS
 from dcu.level import LEVEL_WINDOW_DBFS, level_dbfs, level_gain, level_gain_db
 from dcu.stft import SAMPLE_RATE

@@ -8,7 +8,7 @@ lists and dicts)::
 
 :func:`load` reads it with ``torch.load(..., weights_only=True)``, which refuses to unpickle
 arbitrary objects, so a checkpoint from a stranger cannot run code. Files are written atomically
-(:mod:`dcu.atomic`: a temporary file in the same folder, then ``os.replace``, with the umask's
+(:mod:`dcu.base.atomic`: a temporary file in the same folder, then ``os.replace``, with the umask's
 permissions), so an interrupted save never leaves a half-written checkpoint under the final name,
 and a killed save's temporary file is removed by the next save.
 
@@ -33,7 +33,7 @@ import torch
 
 from dcu.engine import optimize
 from dcu.architectures import get_architecture
-from dcu.atomic import atomic_write
+from dcu.base.atomic import atomic_write
 from dcu.unet import DCUnet, ModelConfig
 from dcu.version import __version__
 
@@ -148,7 +148,7 @@ def make_payload(model: DCUnet, metadata: dict | None = None, train_state: dict 
 
     ``metadata`` is added to what every checkpoint records (dcu, torch and Python versions, the
     parameter count) and made plain data. ``half=True`` stores floating-point weights as
-    float16. :func:`save` writes it; :class:`dcu.train.Trainer` extends it with its state.
+    float16. :func:`save` writes it; :class:`dcu.training.config.Trainer` extends it with its state.
     """
     if not isinstance(model, DCUnet):
         raise TypeError(f"dcu.save expects a dcu.DCUnet, got {type(model).__name__}")

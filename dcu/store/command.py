@@ -5,7 +5,7 @@ the ``dcu checkpoint`` command (``info``, ``strip``, ``interpolate``).
 checkpoints of one model: for a fine-tune, a point between the weights it began from and its
 result often keeps most of what the fine-tune learnt and most of what it forgot (Wortsman et
 al., 2022, "WiSE-FT"). The file format itself (save, load, strip, checksums) is
-:mod:`dcu.checkpoint`'s.
+:mod:`dcu.store.checkpoint`'s.
 
 Book: book/07_training.ipynb
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from dcu.checkpoint import (FORMAT, FORMAT_VERSION, CheckpointError, _halved, _plain,
+from dcu.store.checkpoint import (FORMAT, FORMAT_VERSION, CheckpointError, _halved, _plain,
                             atomic_torch_save, read_checkpoint, resolve, strip, tensor_checksum,
                             with_checksum)
 

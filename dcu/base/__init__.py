@@ -1,0 +1,1 @@
+"""Base utilities that import nothing of dcu: atomic writes and locks."""

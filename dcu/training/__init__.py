@@ -1,0 +1,1 @@
+"""Training: the run's configuration, the loop with its checkpoints, validation and log."""
