@@ -6,7 +6,7 @@
 Choi et al. support their proposals with ablations: the complex U-Net against a real-valued twin
 with as many parameters, and the three masks (UBD, BDSS, BDT) under three losses (spectral MSE,
 SDR, weighted SDR). :data:`GRIDS` holds the grids as data. Every run is a normal ``dcu train`` run
-(:class:`dcu.training.config.Trainer`) in its own folder under ``--runs``: a killed grid resumes the run it
+(:class:`dcu.training.Trainer`) in its own folder under ``--runs``: a killed grid resumes the run it
 was in from its last checkpoint; finished runs (those in the result file) are never redone. Each
 run is scored with its final weights (the same budget for every arm) on the whole test split and
 the unseen-speaker set; the result file holds per run its settings, wall and CPU time, precision,
@@ -31,14 +31,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dcu.store.checkpoint import load
+from dcu.base.atomic import claim, release, write_json
 from dcu.data import list_pairs
+from dcu.engine import optimize
 from dcu.jobs.enhance import enhance_recording
 from dcu.jobs.evaluate import evaluate_pairs
 from dcu.results import columns_to_rows, paired
+from dcu.store.checkpoint import load
+from dcu.training import TrainConfig, Trainer, TrainingError
 from dcu.training.log import read_log
-from dcu.base.atomic import claim, release, write_json
-from dcu.training.config import TrainConfig, Trainer, TrainingError
 from dcu.unet import ModelConfig
 
 __all__ = ["AblationRun", "GridSettings", "GRIDS", "run_grid", "difference", "ablation_cli"]
@@ -61,7 +62,7 @@ class AblationRun:
 
 @dataclass
 class GridSettings:
-    """What every run of a grid shares (the training options of :class:`dcu.training.config.TrainConfig`)."""
+    """What every run of a grid shares (the training options of :class:`dcu.training.TrainConfig`)."""
 
     arch: str = "DCUnet-10"
     steps: int = 1500
@@ -213,7 +214,7 @@ def run_grid(out, runs_dir, settings: GridSettings, runs: list[AblationRun] | No
                   "runs": []}
         write_json(out, result)
     for run in runs:
-        lock = runs_dir / run.folder / "running.pid"
+        lock = runs_dir / run.folder / "running.lock"
         if run.name in _recorded(out) or not claim(lock):
             continue  # finished, or another process is training it now (see the docstring)
         try:
@@ -238,7 +239,7 @@ def _record(out, run, settings, runs_dir, sets, jobs, progress) -> None:
     if progress:
         print(f"== {run.name}", flush=True)
     last = train_run(run, settings, runs_dir / run.folder, progress)
-    model = load(last, precision=settings.precision)
+    model = optimize(load(last), settings.precision)
     meta_run = model.metadata
     record = {**asdict(run), "arch": settings.arch, "steps": meta_run["step"],
               "batch_size": settings.batch_size, "segment_seconds": settings.segment_seconds,

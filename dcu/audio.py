@@ -1,7 +1,7 @@
 """Audio files in and out: reading, writing and resampling with clear errors.
 
 Everything in dcu works on 16 kHz float32 waveforms. This module is the one door through which
-audio files come in (any rate, any channel count, WAV/FLAC/OGG via ``soundfile``) and go out
+audio files come in (any rate, any channel count, any format ``soundfile`` reads) and go out
 (written atomically, never over a file the user made unless asked).
 
 Limits (checked from the file's header, before any memory is allocated for its samples, so a
@@ -33,6 +33,7 @@ from dcu.stft import SAMPLE_RATE
 
 __all__ = [
     "AUDIO_EXTENSIONS",
+    "WRITABLE",
     "AudioError",
     "MAX_CHANNELS",
     "MAX_SAMPLES",
@@ -48,8 +49,13 @@ __all__ = [
     "save_audio",
 ]
 
-#: File name endings that :func:`load_audio` and :class:`dcu.data.AudioFolder` accept.
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+#: File name endings dcu reads as audio (:func:`load_audio`, :func:`list_audio_files`, so ``dcu
+#: enhance``, ``dcu evaluate`` and the corpora alike): every format libsndfile reads.
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au",
+                    ".snd", ".caf", ".w64", ".rf64")
+
+#: Endings :func:`save_audio` writes, with their format (an output of another ending becomes .wav).
+WRITABLE = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
 
 
 def list_audio_files(folder, recursive: bool = False) -> list[Path]:
@@ -64,8 +70,6 @@ MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1_000, 384_000
 MAX_CHANNELS = 32
 MAX_SECONDS = 3 * 3600
 MAX_SAMPLES = 2**28
-
-_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
 
 
 class AudioError(ValueError):
@@ -129,7 +133,7 @@ def check_audio(path) -> sf._SoundFileInfo:
     if not path.exists():
         raise AudioError(f"{path}: no such file; check the path (relative paths start at {os.getcwd()})")
     if path.is_dir():
-        raise AudioError(f"{path}: is a folder, not an audio file; pass one file, or use dcu.data.AudioFolder")
+        raise AudioError(f"{path}: is a folder, not an audio file; pass one file, or the folder to `dcu enhance`")
     try:
         info = sf.info(str(path))
     except Exception as err:  # libsndfile reports corrupt and non-audio files alike
@@ -249,8 +253,8 @@ def save_audio(path, wav, sample_rate: int, overwrite: bool = False) -> Path:
     """
     path = Path(path)
     ext = path.suffix.lower()
-    if ext not in _FORMATS:
-        raise AudioError(f"{path}: unknown audio format {ext!r}; use one of {', '.join(AUDIO_EXTENSIONS)}")
+    if ext not in WRITABLE:
+        raise AudioError(f"{path}: unknown audio format {ext!r}; use one of {', '.join(WRITABLE)}")
     if path.exists() and not overwrite:
         raise AudioError(f"{path}: already exists; choose another name or pass overwrite=True")
     wav = np.asarray(wav, dtype=np.float32)
@@ -259,6 +263,6 @@ def save_audio(path, wav, sample_rate: int, overwrite: bool = False) -> Path:
     if not np.all(np.isfinite(wav)):
         raise AudioError(f"{path}: refusing to write NaN or infinite samples; check the model output")
     data = np.clip(wav if wav.ndim == 1 else wav.T, -1.0, 1.0)
-    fmt, subtype = _FORMATS[ext]
+    fmt, subtype = WRITABLE[ext]
     return atomic_write(path, lambda tmp: sf.write(tmp, data, int(sample_rate), format=fmt,
                                                    subtype=subtype))

@@ -1,17 +1,16 @@
 """The one door to the data: every corpus, the SNR mixing, and the datasets training reads.
 
-Import from here whatever concerns data (STYLE.md habit 9): the corpora and their splits
+Import from here whatever concerns data: the corpora and their splits
 (:mod:`dcu.corpus`: :data:`SPLITS`, :func:`corpus_dir`, :func:`list_pairs`, :class:`PairedFolder`
 ...: the shipped mini corpus in ``data/``, the full VoiceBank+DEMAND fetched by
 :mod:`dcu.download`, any folder of ``clean/`` and ``noisy/`` files of the same names), the mixing
 arithmetic (:mod:`dcu.mixing`: :func:`mix_at_snr`, :func:`snr_db`, :func:`speech_power`), and
-the datasets defined here: :class:`TrainingSet` (training crops, remixed and augmented on the
-fly), :class:`EvalSet` (full-length pairs) and :class:`AudioFolder` (the user's recordings).
+the dataset defined here: :class:`TrainingSet` (training crops, remixed and augmented on the
+fly). Validation and test sets are lists of ``(noisy, clean)`` paths, read whole.
 
 All waveforms are float32 at 16 kHz. This module never imports the model.
 
-Book: book/01_introduction.ipynb (the corpus), book/07_training.ipynb (mixing and datasets),
-book/09_your_recordings.ipynb (:class:`AudioFolder`).
+Book: book/01_introduction.ipynb (the corpus), book/07_training.ipynb (mixing and datasets).
 """
 
 from __future__ import annotations
@@ -23,18 +22,16 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from dcu.audio import AUDIO_EXTENSIONS, AudioError, list_audio_files, load_audio
+from dcu.audio import AudioError, load_audio
 from dcu.augment import apply_gain, crop_with_speed, draw_speed
-from dcu.corpus import (SPLITS, PairedFolder, corpus_dir, list_clean, list_pairs, split_table,
+from dcu.corpus import (REBUILT, SPLITS, PairedFolder, corpus_dir, list_clean, list_pairs, split_table,
                         training_sources, validation_sets)
 from dcu.mixing import loop_or_crop, mix_at_snr, snr_db, speech_power
-from dcu.stft import SAMPLE_RATE
 
 __all__ = [
     "SPLITS",
-    "AudioFolder",
-    "EvalSet",
     "PairedFolder",
+    "REBUILT",
     "TrainingSet",
     "corpus_dir",
     "list_clean",
@@ -185,54 +182,3 @@ class TrainingSet(Dataset):
                 noisy, _ = mix_at_snr(clean, noise, snr, power="active", rng=rng)
         noisy, clean = apply_gain(rng, self.gain_db, noisy, clean)
         return torch.from_numpy(noisy), torch.from_numpy(clean)
-
-
-class EvalSet(Dataset):
-    """Full-length pairs for validation and testing, read from disk one at a time.
-
-    ``EvalSet(pairs)[i]`` is ``(noisy, clean, name)``: two ``(time,)`` float32 numpy arrays at
-    16 kHz and the file name without extension. ``EvalSet.from_split("test")`` reads a split.
-    """
-
-    def __init__(self, pairs):
-        self.pairs = list(pairs)
-
-    @classmethod
-    def from_split(cls, split: str, root=None) -> "EvalSet":
-        return cls(list_pairs(split, root))
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, i):
-        noisy_path, clean_path = self.pairs[i]
-        noisy, clean = load_audio(noisy_path), load_audio(clean_path)
-        n = min(noisy.size, clean.size)
-        return noisy[:n], clean[:n], Path(clean_path).stem
-
-
-class AudioFolder(Dataset):
-    """The user's own recordings: every WAV/FLAC/OGG file under ``path`` (recursive, sorted).
-
-    ``AudioFolder(path)[i]`` is ``(wav, name)``: a ``(time,)`` float32 array at
-    ``sample_rate`` (channels averaged) and the file's path relative to ``path``. A single
-    file may be given instead of a folder. Book: book/09_your_recordings.ipynb.
-    """
-
-    def __init__(self, path, sample_rate: int = SAMPLE_RATE):
-        self.root, self.sample_rate = Path(path), int(sample_rate)
-        if self.root.is_file():
-            self.files, self.root = [self.root], self.root.parent
-        elif self.root.is_dir():
-            self.files = list_audio_files(self.root, recursive=True)
-        else:
-            raise FileNotFoundError(f"{self.root}: no such file or folder; check the path")
-        if not self.files:
-            raise ValueError(f"{self.root}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder or below")
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i):
-        path = self.files[i]
-        return load_audio(path, self.sample_rate), str(path.relative_to(self.root))

@@ -7,7 +7,7 @@ the 28-speaker training set (11 572 pairs) and the test set (824 pairs), 48 kHz 
 which :func:`dcu.data.list_pairs` reads with ``root="voicebank"``. The validation split is the
 training set's speakers p226 and p287 (a common choice), so ``train`` keeps 26 speakers.
 
-The ``dcu data`` command and its ``info`` live with the corpora (:func:`dcu.corpus.data_cli`),
+The ``dcu data`` command and its ``info`` live with the corpora (:func:`dcu.jobs.corpora.data_cli`),
 which call this module; it imports nothing from :mod:`dcu.data` or :mod:`dcu.corpus`.
 
 Nothing in the tests or the book's default path calls this module over the network.

@@ -34,6 +34,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dcu.audio import AudioError, load_audio, save_audio
+from dcu.base.paths import data_root
 from dcu.download import Archive, DownloadError, cache_dir, download_file
 from dcu.mixing import loop_from, pcm16_sha256, snr_gain, to_pcm16
 from dcu.stft import SAMPLE_RATE
@@ -55,8 +56,7 @@ VOICES_SPLITS = ("voices_valid", "voices_test")
 
 
 def _splits_dir() -> Path:
-    from dcu.corpus import corpus_dir  # the one owner of the data root
-    return corpus_dir() / "splits"
+    return data_root() / "splits"
 
 
 def _table(name: str) -> list[dict]:
@@ -205,8 +205,7 @@ def voices_dir(split: str, cache=None) -> Path:
     ``data/splits/<split>.csv``. Needs :func:`prepare_librispeech` first (FileNotFoundError says so)."""
     if split not in VOICES_SPLITS:
         raise ValueError(f"{split!r}: not an unseen-voices split; choose {' or '.join(VOICES_SPLITS)}")
-    from dcu.corpus import corpus_dir
-    root, out = corpus_dir(), cache_dir(cache) / "corpus" / split
+    root, out = data_root(), cache_dir(cache) / "corpus" / split
     source = librispeech_dir(cache) / "test-other"
     noises = {}
     for row in _table(split):

@@ -15,8 +15,8 @@ import torch
 
 from dcu.audio import as_numpy
 from dcu.results import resolved_sign
-from dcu.training.log import read_log  # noqa: F401  (the book reads logs from here)
 from dcu.stft import HOP_LENGTH, SAMPLE_RATE, compute_stft
+from dcu.training.log import read_log  # noqa: F401  (the book reads logs from here)
 
 def plot_spectrogram(wav, ax=None, sample_rate: int = SAMPLE_RATE, title: str | None = None,
                      vmin: float = -80.0, colorbar: bool = False):

@@ -1,9 +1,7 @@
-"""The results of ``dcu evaluate``: per-metric means with 95 % confidence intervals (overall
-and per group), the text table, and the result files (a JSON summary with per-file rows, a CSV).
+"""Summaries of scores: per-metric means with 95 % confidence intervals (overall and per group),
+file-by-file differences between two systems, and the text table ``dcu evaluate`` prints.
 
-Both are written atomically and only ever replace a file that ``dcu evaluate`` wrote itself
-(:func:`plan_outputs` checks that before any scoring). Undefined values are JSON ``null`` and
-empty CSV cells.
+The result files ``dcu evaluate`` writes are :mod:`dcu.jobs.evaluate`'s.
 
 Book: book/08_evaluation.ipynb
 """
@@ -11,20 +9,15 @@ Book: book/08_evaluation.ipynb
 from __future__ import annotations
 
 import csv
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 from scipy.stats import t
 
-from dcu.base.atomic import atomic_write
 from dcu.metrics import METRICS
 
-__all__ = ["TOOL", "summarize", "paired", "resolved_sign", "columns_to_rows", "group_by",
-           "format_table", "finite", "plan_outputs", "write_json", "write_csv"]
-
-TOOL = "dcu evaluate"
+__all__ = ["summarize", "paired", "resolved_sign", "columns_to_rows", "group_by", "format_table",
+           "finite"]
 
 
 def summarize(rows, metrics=METRICS) -> dict:
@@ -112,66 +105,3 @@ def finite(x):
     if isinstance(x, float) and not math.isfinite(x):
         return None
     return x
-
-
-def _ours(path: Path, kind: str) -> bool:
-    """True when an existing file is empty or was written by dcu evaluate."""
-    if path.stat().st_size == 0:
-        return True
-    try:
-        if kind == "json":
-            return json.loads(path.read_text()).get("meta", {}).get("tool") == TOOL
-        with open(path, newline="") as fh:
-            return next(csv.reader(fh), []) == ["name", *METRICS]
-    except (ValueError, AttributeError, UnicodeDecodeError):
-        return False
-
-
-def _write_atomic(path, text: str, kind: str) -> None:
-    path = Path(path)
-    if path.exists() and not _ours(path, kind):
-        raise FileExistsError(f"{path}: exists and was not written by {TOOL}; "
-                              "choose another file name or delete it first")
-    atomic_write(path, lambda tmp: tmp.write_text(text, newline=""))
-
-
-def plan_outputs(outputs: dict, inputs) -> str | None:
-    """Why the result files ``{"json": path or None, "csv": ...}`` cannot be written, in one
-    line, before any scoring; ``None`` when they can. Refused: both options naming one file, a
-    file inside a folder being read (``inputs``), a folder, an existing file that
-    :data:`TOOL` did not write (it only ever replaces its own results)."""
-    given = {kind: Path(p) for kind, p in outputs.items() if p}
-    if len(given) == 2 and given["json"].resolve() == given["csv"].resolve():
-        return f"--json and --csv name the same file {given['json']}; give two names"
-    for kind, path in given.items():
-        where = path.resolve()
-        for folder in inputs:
-            if folder and Path(folder).resolve() in where.parents:
-                return (f"--{kind} {path} lies inside the input folder {folder}; "
-                        "write results outside the folders being read")
-        if path.is_dir():
-            return f"--{kind} {path} is a folder; name a file"
-        if path.exists() and not _ours(path, kind):
-            return (f"{path}: exists and was not written by {TOOL}; choose another file name "
-                    "or delete it first")
-    return None
-
-
-def write_json(path, summary: dict, rows, meta: dict | None = None) -> None:
-    """JSON whose top level maps each metric to its mean, plus ``ci95``, ``n``, ``files`` (the
-    per-file rows) and ``meta``.  Undefined values are ``null``.  Written atomically."""
-    doc = {m: s["mean"] for m, s in summary.items()}
-    doc["ci95"] = {m: s["ci95"] for m, s in summary.items()}
-    doc["n"] = {m: s["n"] for m, s in summary.items()}
-    doc["files"] = list(rows)
-    doc["meta"] = {"tool": TOOL, **(meta or {})}
-    _write_atomic(path, json.dumps(finite(doc), indent=1) + "\n", "json")
-
-
-def write_csv(path, rows) -> None:
-    """Per-file rows as CSV (columns ``name`` and the metrics; empty cell = undefined)."""
-    lines = [",".join(["name", *METRICS])]
-    for r in rows:
-        cells = ["" if not math.isfinite(r[m]) else repr(float(r[m])) for m in METRICS]
-        lines.append(",".join([r["name"], *cells]))
-    _write_atomic(path, "\n".join(lines) + "\n", "csv")

@@ -10,26 +10,11 @@ Book: book/02_phase.ipynb
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 SAMPLE_RATE = 16000
 N_FFT = 1024
 HOP_LENGTH = 256
-
-
-@dataclass(frozen=True)
-class STFTConfig:
-    """STFT settings. The defaults are the paper's (64 ms window, 16 ms hop at 16 kHz)."""
-
-    n_fft: int = N_FFT
-    hop_length: int = HOP_LENGTH
-    sample_rate: int = SAMPLE_RATE
-
-    @property
-    def n_freq(self) -> int:
-        return self.n_fft // 2 + 1
 
 
 def _window(n_fft: int, like: torch.Tensor) -> torch.Tensor:

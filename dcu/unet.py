@@ -89,9 +89,10 @@ class DCUnet(nn.Module):
     other rates, numpy input, channels and long recordings.
     """
 
-    def __init__(self, arch: str | Architecture = "DCUnet-20", mask: str = "BDT",
-                 network: str = "complex", batch_norm: str = "complex",
-                 leaky_slope: float = 0.01, n_fft: int = N_FFT, hop_length: int = HOP_LENGTH):
+    def __init__(self, arch: str | Architecture = ModelConfig.arch, mask: str = ModelConfig.mask,
+                 network: str = ModelConfig.network, batch_norm: str = ModelConfig.batch_norm,
+                 leaky_slope: float = ModelConfig.leaky_slope, n_fft: int = ModelConfig.n_fft,
+                 hop_length: int = ModelConfig.hop_length):  # the defaults: ModelConfig's
         super().__init__()
         spec = get_architecture(arch)
         if mask not in MASKS:

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 from dcu import ablation
+from dcu.base.atomic import claim, release
 from dcu.audio import load_audio
 from dcu.data import list_pairs
 from dcu.metrics import pesq
-from dcu.training.config import Trainer
+from dcu.training import Trainer
 from dcu.unet import DCUnet
 
 
@@ -106,10 +107,12 @@ def test_processes_sharing_a_grid_skip_claimed_runs_and_keep_each_others_results
     settings = quick_settings(small_corpus)
     out, runs_dir = tmp_path / "shared.json", tmp_path / "runs"
     first, second = settings.runs[:2]
-    other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    hold = ("import sys; from dcu.base.atomic import claim; assert claim(sys.argv[1]); "
+            "print('held', flush=True); sys.stdin.read()")
+    other = subprocess.Popen([sys.executable, "-c", hold, str(runs_dir / second.folder / "running.lock")],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:  # another live process is training the second run
-        (runs_dir / second.folder).mkdir(parents=True)
-        (runs_dir / second.folder / "running.pid").write_text(str(other.pid))
+        assert other.stdout.readline().strip() == "held"
         trained = []
         real_train_run = ablation.train_run
 
@@ -120,14 +123,14 @@ def test_processes_sharing_a_grid_skip_claimed_runs_and_keep_each_others_results
         monkeypatch.setattr(ablation, "train_run", spy)
         result = ablation.run_grid(out, runs_dir, settings, runs=[first, second], jobs=1, progress=False)
         assert trained == [first.name] and [r["name"] for r in result["runs"]] == [first.name]
-        assert not (runs_dir / first.folder / "running.pid").exists()  # released when done
+        assert claim(runs_dir / first.folder / "running.lock")  # released when done
+        release(runs_dir / first.folder / "running.lock")
         # the other process finishes and records its run; ours must not have dropped it, nor it ours
         doc = json.loads(out.read_text())
         doc["runs"].append({**doc["runs"][0], "name": second.name})
         out.write_text(json.dumps(doc))
     finally:
-        other.communicate(b"")
-    (runs_dir / second.folder / "running.pid").unlink()
+        other.communicate("")  # the other process ends, and its lock with it
     again = ablation.run_grid(out, runs_dir, settings, runs=[first, second], jobs=1, progress=False)
     assert trained == [first.name] and [r["name"] for r in again["runs"]] == [first.name, second.name]
 

@@ -128,7 +128,7 @@ def test_unknown_architecture_errors_clearly():
 
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
 def test_feature_sizes_are_what_the_encoders_produce(name):
-    """Architecture.feature_sizes (used by dcu.jobs.measure's FLOP count) against the real network."""
+    """Architecture.feature_sizes (used by dcu.jobs.speed's FLOP count) against the real network."""
     import torch
 
     model = DCUnet(name).eval()

@@ -103,7 +103,7 @@ def test_first_code_cell_prints_versions(path):
 
 
 # A chapter may use lambdas for plotting, but never defines functions or classes: reusable code
-# lives in the package (STYLE.md, habit 2).
+# lives in the package (chapters import dcu; they never define reusable code).
 DEFINITION = re.compile(r"^[ \t]*(?:async[ \t]+def|def|class)[ \t]+\w+", re.M)
 
 

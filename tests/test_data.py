@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 from torch.utils.data import DataLoader
 
-from dcu.data import (SPLITS, AudioFolder, EvalSet, PairedFolder, TrainingSet, corpus_dir, list_clean,
+from dcu.data import (SPLITS, PairedFolder, TrainingSet, corpus_dir, list_clean,
                       list_pairs, mix_at_snr, snr_db, speech_power, training_sources)
 from dcu.scripts import build_corpus
 
@@ -315,30 +315,3 @@ def test_paired_folder_lists_unmatched_names(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such folder"):
         PairedFolder(tmp_path / "clean", tmp_path / "missing")
 
-
-def test_eval_set_gives_full_length_pairs(tmp_path):
-    pairs = make_pairs(tmp_path, {"x": 12345, "y": 777})
-    ds = EvalSet(pairs)
-    noisy, clean, name = ds[0]
-    assert name == "x" and noisy.shape == clean.shape == (12345,) and noisy.dtype == np.float32
-    assert ds[1][1].shape == (777,)
-    shipped = EvalSet.from_split("valid")
-    assert len(shipped) == len(read_csv("valid"))
-
-
-def test_audio_folder_recursive(tmp_path):
-    (tmp_path / "sub").mkdir()
-    sf.write(tmp_path / "b.wav", np.full((800, 2), 0.1), 8000)
-    sf.write(tmp_path / "sub" / "a.flac", np.full(1600, 0.2), 16000)
-    (tmp_path / "readme.txt").write_text("not audio")
-    folder = AudioFolder(tmp_path)
-    assert len(folder) == 2
-    wav, name = folder[0]
-    assert name == "b.wav" and wav.shape == (1600,)  # 8 kHz stereo -> 16 kHz mono
-    assert folder[1][1] == "sub/a.flac"
-    assert len(AudioFolder(tmp_path / "b.wav")) == 1
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="no audio files"):
-        AudioFolder(tmp_path / "empty")
-    with pytest.raises(FileNotFoundError, match="no such file or folder"):
-        AudioFolder(tmp_path / "nowhere")

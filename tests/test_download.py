@@ -1,4 +1,4 @@
-"""dcu.download and the `dcu data` command (dcu.corpus.data_cli) against a local HTTP server on
+"""dcu.download and the `dcu data` command (dcu.jobs.corpora.data_cli) against a local HTTP server on
 127.0.0.1 serving fixture archives (no real network)."""
 
 import hashlib
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from dcu.corpus import data_cli
+from dcu.jobs.corpora import data_cli
 from dcu.data import list_pairs
 from dcu.download import (Archive, DownloadError, cache_dir, download_file, extract_zip, prepare_voicebank,
                           voicebank_dir)

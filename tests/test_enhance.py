@@ -142,8 +142,7 @@ def test_dnsmos_flag_prints_before_and_after(tiny_ckpt, speech_file, tmp_path):
 
 
 def test_demo_runs_on_the_shipped_model():
-    if not (ROOT / "data" / "checkpoints" / "dcunet20.pt").exists():
-        pytest.skip("no shipped dcunet20 checkpoint")
+    assert (ROOT / "data" / "checkpoints" / "dcunet20.pt").exists(), "data/checkpoints/dcunet20.pt is missing"
     r = run_dcu("demo")
     assert r.returncode == 0, r.stdout + r.stderr
     lines = {l.split()[0]: l.split()[1:] for l in r.stdout.splitlines() if l.startswith(("noisy", "enhanced"))}

@@ -15,13 +15,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from dcu.corpus import corpus_dir, data_cli, split_table, training_sources
+from dcu.corpus import corpus_dir, split_table, training_sources
 from dcu.data import TrainingSet, list_pairs
 from dcu.download import Archive, DownloadError
+from dcu.jobs.corpora import data_cli
 from dcu.librispeech import (VOICES_SPLITS, librispeech_dir, librispeech_files, mix_recipe, prepare_librispeech,
                              voices_dir)
 from dcu.mixing import pcm16_sha256, snr_db
-from dcu.train import TrainConfig, config_from_args, parse_weights
+from dcu.training.config import TrainConfig, config_from_args, parse_weights
 
 from test_download import server  # noqa: F401 (the local HTTP server fixture)
 

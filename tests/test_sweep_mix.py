@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import dcu
+import dcu.engine
 from dcu.corpus import validation_sets
 from dcu.scripts.sweep_mix import main
 from dcu.training.validation import validate
@@ -24,7 +25,7 @@ def test_mix_end_points_score_as_the_models_themselves_and_rows_are_not_redone(t
     assert sorted(rows) == [0.0, 0.5, 1.0] and (tmp_path / "mixes" / "tiny_0.5.pt").exists()
     sets = validation_sets("shipped", "valid,p239_valid", 2)
     for alpha, path in ((0.0, start), (1.0, end)):
-        direct = validate(dcu.load(path, precision="bf16"), sets, "cpu", select_by="pesq_stoi")
+        direct = validate(dcu.engine.optimize(dcu.load(path), "bf16"), sets, "cpu", select_by="pesq_stoi")
         assert rows[alpha]["score"] == pytest.approx(direct["score"], abs=1e-6)
         assert rows[alpha]["p239_valid_pesq"] == pytest.approx(direct["p239_valid_pesq"], abs=1e-6)
     assert rows[0.0]["score"] != rows[1.0]["score"]

@@ -3,7 +3,7 @@
     python tests/train_with_hook.py kill-at STEP  [dcu train options]   # SIGKILL after STEP
     python tests/train_with_hook.py dump-state    [dcu train options]   # each rank's weights at the end
 
-It passes :class:`dcu.training.config.Trainer`'s public ``on_step`` callback to the ordinary ``dcu train``
+It passes :class:`dcu.training.Trainer`'s public ``on_step`` callback to the ordinary ``dcu train``
 command line, so production code holds no test switches. ``dump-state`` writes
 ``OUT/rank<N>.pt`` (run it under ``torchrun`` to compare the data-parallel replicas).
 """
@@ -15,7 +15,7 @@ import sys
 
 import torch
 
-import dcu.training.config
+import dcu.training.trainer
 from dcu.cli import main
 
 
@@ -39,5 +39,5 @@ if __name__ == "__main__":
         hook = dump_state
     else:
         sys.exit(f"usage: {sys.argv[0]} kill-at STEP | dump-state [dcu train options]")
-    dcu.training.config.train = functools.partial(dcu.training.config.train, on_step=hook)
+    dcu.training.trainer.train = functools.partial(dcu.training.trainer.train, on_step=hook)
     sys.exit(main(["train", *rest]))

@@ -15,9 +15,9 @@ one, never half a file.
   machine: on a folder shared between machines a live writer elsewhere looks dead; dcu does not
   write one destination from two machines at once).
 
-- **One worker per job.** :func:`claim` takes a lock file naming this process (hard-linked
-  from a complete file, so of two processes racing for it exactly one gets it); a lock whose process no
-  longer runs is taken over, so a killed worker never blocks its job; :func:`release` drops it.
+- **One worker per job.** :func:`claim` takes an operating-system lock on a lock file
+  (``filelock``), so of two processes racing for it exactly one gets it, and a killed worker's
+  lock goes with it; :func:`release` drops it.
 
 It imports nothing from dcu. Book: book/07_training.ipynb (checkpoints)
 """
@@ -27,6 +27,8 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 __all__ = ["atomic_write", "write_json", "clean_stale_temporaries", "default_mode", "claim",
            "release"]
@@ -104,41 +106,30 @@ def write_json(path, data, indent: int = 1) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=indent) + "\n"))
 
 
+#: The run locks this process holds (:func:`claim`), by resolved path.
+_HELD: dict = {}
+
+
 def claim(lock) -> bool:
-    """Take the lock file ``lock`` for this process: True if taken (or already ours), False while
-    another live process on this machine holds it. A lock left by a dead process is taken over."""
+    """Take the lock file ``lock`` for this process without waiting (``filelock``): True if
+    taken (or already ours), False while another process holds it. The operating system drops
+    the lock when its process ends, however it ends, so a killed worker never blocks its job."""
     lock = Path(lock)
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    mine = lock.with_name(f".{lock.name}.{os.getpid()}.tmp")  # linked in whole: never seen empty
-    mine.write_text(str(os.getpid()))
-    try:
-        return _take(lock, mine)
-    finally:
-        mine.unlink(missing_ok=True)
-
-
-def _take(lock: Path, mine: Path) -> bool:
-    for _ in range(2):
-        try:
-            os.link(mine, lock)  # fails if the lock exists, atomically
-        except FileExistsError:
-            try:
-                owner = lock.read_text().strip()
-            except OSError:
-                owner = ""
-            if owner.isdigit() and (int(owner) == os.getpid() or _alive(int(owner))):
-                return int(owner) == os.getpid()
-            lock.unlink(missing_ok=True)  # stale (or half-written by a killed process): retry once
-            continue
+    key = str(lock.resolve())
+    if key in _HELD:
         return True
-    return False
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    held = FileLock(lock, thread_local=False)
+    try:
+        held.acquire(blocking=False)
+    except Timeout:
+        return False
+    _HELD[key] = held
+    return True
 
 
 def release(lock) -> None:
-    """Remove ``lock`` if this process holds it (see :func:`claim`)."""
-    lock = Path(lock)
-    try:
-        if lock.read_text().strip() == str(os.getpid()):
-            lock.unlink()
-    except OSError:
-        pass
+    """Let go of ``lock`` if this process holds it (see :func:`claim`)."""
+    held = _HELD.pop(str(Path(lock).resolve()), None)
+    if held is not None:
+        held.release()

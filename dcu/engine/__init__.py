@@ -14,8 +14,9 @@ runs on stacked real tensors, complex convolutions as one real convolution or wi
 folded into the convolution at inference, channels-last at inference, and the convolutions in
 bfloat16 where the hardware runs it natively (:mod:`dcu.engine.precision`). The state dict is the
 reference's, so checkpoints load into either, and ``tests/test_engine.py`` checks that outputs and
-gradients agree with the reference. ``dcu.load``, ``dcu train``, ``dcu enhance``, ``dcu evaluate``,
-``dcu bench`` and ``dcu export`` use the engine by default.
+gradients agree with the reference. ``dcu.load`` returns the reference model (the store knows
+nothing of speed); ``dcu train``, ``dcu enhance``, ``dcu evaluate``, ``dcu bench`` and ``dcu
+export`` pass it through :func:`optimize`.
 
 Book: book/03_complex_layers.ipynb, book/06_architectures.ipynb
 """
@@ -24,12 +25,12 @@ from __future__ import annotations
 
 from torch import nn
 
-from dcu.engine.cpu import tune_cpu
+from dcu.engine.cpu import flush_denormals, tune_cpu
 from dcu.engine.layers import FAST_CLASSES
 from dcu.engine.precision import PRECISIONS, autocast, bf16_native, resolve_precision
 
 __all__ = ["optimize", "reference", "is_optimized", "autocast", "bf16_native",
-           "resolve_precision", "tune_cpu", "PRECISIONS"]
+           "resolve_precision", "tune_cpu", "flush_denormals", "PRECISIONS"]
 
 _REFERENCE_CLASSES = {fast: ref for ref, fast in FAST_CLASSES.items()}
 

@@ -13,15 +13,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 from dcu import metrics
 from dcu.audio import AudioError, load_audio, save_audio
-from dcu.store.checkpoint import CheckpointError, load
 from dcu.data import corpus_dir
-from dcu.engine import PRECISIONS
+from dcu.engine import PRECISIONS, flush_denormals, optimize
 from dcu.jobs.enhance import describe_failure, enhance_recording
 from dcu.stft import SAMPLE_RATE
+from dcu.store.checkpoint import CheckpointError, load
 
 __all__ = ["demo_cli", "describe_change"]
 
@@ -50,13 +48,13 @@ def demo_cli(argv: list[str]) -> int:
     p.add_argument("--file", help="test-split file name (default: a 2.5 dB one)")
     p.add_argument("--out", help="where to write the enhanced WAV (default: a temporary folder)")
     args = p.parse_args(argv)
-    torch.set_flush_denormal(True)
+    flush_denormals()
     root = corpus_dir()
     name = args.file or _demo_name(root)
     noisy_path = root / "corpus" / "test" / "noisy" / f"{name}.flac"
     clean_path = root / "corpus" / "test" / "clean" / f"{name}.flac"
     try:
-        model = load(args.model, precision=args.precision)
+        model = optimize(load(args.model), args.precision)
         noisy, clean = load_audio(noisy_path), load_audio(clean_path)
     except (CheckpointError, AudioError) as exc:
         print(f"dcu demo: error: {exc}", file=sys.stderr)

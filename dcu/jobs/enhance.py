@@ -35,13 +35,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from dcu.audio import AudioError, fit_length, read_audio, resample, save_audio
 from dcu import metrics
-from dcu.jobs.folders import _output_path, find_inputs, plan_outputs
-from dcu.store.checkpoint import load
-from dcu.engine import PRECISIONS
+from dcu.audio import AudioError, fit_length, read_audio, resample, save_audio
+from dcu.engine import PRECISIONS, flush_denormals, optimize
+from dcu.jobs.folders import find_inputs, output_path, plan_outputs
 from dcu.level import LEVEL_WINDOW_DBFS, level_dbfs, level_gain, level_gain_db
 from dcu.stft import SAMPLE_RATE
+from dcu.store.checkpoint import load
 
 __all__ = ["check_chunk_seconds", "chunked", "enhance_cli", "enhance_file", "enhance_recording",
            "find_inputs"]
@@ -197,7 +197,7 @@ def enhance_file(model, src, dst, overwrite: bool = False, chunk_seconds: float 
                  dnsmos: bool = False, level_window=LEVEL_WINDOW_DBFS) -> dict:
     """Enhance one file into ``dst`` at the input's rate and channel count; returns a summary
     (``level_dbfs``: the input's level per channel)."""
-    src, dst = Path(src), _output_path(Path(dst))
+    src, dst = Path(src), output_path(Path(dst))
     if dst.resolve() == src.resolve():
         raise AudioError(f"{src}: the output would overwrite the input; choose another --out")
     if dst.exists() and not overwrite:
@@ -240,7 +240,7 @@ def enhance_cli(argv: list[str]) -> int:
     p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="auto (bfloat16 where the device runs it natively), fp32 or bf16")
     args = p.parse_args(argv)
-    torch.set_flush_denormal(True)
+    flush_denormals()
     fail = "dcu enhance: error: "
     if args.out:
         out = Path(args.out)
@@ -265,7 +265,7 @@ def enhance_cli(argv: list[str]) -> int:
             _say(f"{fail}{out}: output folder is not writable; choose another --out")
             return 1
     try:
-        model = load(args.model, map_location=torch.device(args.device), precision=args.precision)
+        model = optimize(load(args.model, map_location=torch.device(args.device)), args.precision)
     except Exception as exc:  # a bad name or file, an unknown or missing device
         _say(fail + describe_failure(args.model, exc))
         return 1

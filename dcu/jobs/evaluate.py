@@ -7,14 +7,22 @@ Files are paired by name (without extension); ``--split`` takes a split of the s
 (:func:`dcu.data.list_pairs`, which rebuilds p239's noisy side into the cache if needed).
 Metrics (:data:`dcu.metrics.METRICS`) are computed in worker processes with a progress bar;
 the summary gives, per metric, the mean, the half-width of its 95 % confidence interval
-(Student t) and the number of files with a defined value.  Book: book/08_evaluation.ipynb.
+(Student t) and the number of files with a defined value (:mod:`dcu.results`). The result
+files (a JSON summary with per-file rows, a CSV) are written atomically and only ever replace a
+file that ``dcu evaluate`` wrote itself (:func:`plan_result_files` checks that before any
+scoring); undefined values are JSON ``null`` and empty CSV cells.
+
+Book: book/08_evaluation.ipynb.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import functools
 import inspect
+import json
+import math
 import multiprocessing
 import os
 import sys
@@ -25,19 +33,20 @@ from pathlib import Path
 import numpy as np
 
 from dcu.audio import AUDIO_EXTENSIONS, load_audio
+from dcu.base.atomic import atomic_write
 from dcu.baselines import BASELINES
-from dcu.store.checkpoint import load
 from dcu.data import PairedFolder, corpus_dir, list_pairs
-from dcu.engine import PRECISIONS
+from dcu.engine import PRECISIONS, optimize
 from dcu.jobs.enhance import enhance_recording
-from dcu.metrics import compute_all
-from dcu.results import (TOOL, format_table, group_by, plan_outputs, summarize, write_csv,
-                         write_json)
+from dcu.metrics import METRICS, compute_all
+from dcu.results import finite, format_table, group_by, summarize
 from dcu.stft import SAMPLE_RATE
+from dcu.store.checkpoint import load
 
-__all__ = ["evaluate_pairs", "summarize", "group_by", "format_table", "write_json",
-           "write_csv", "evaluate_cli"]
+__all__ = ["TOOL", "evaluate_pairs", "evaluate_cli", "plan_result_files", "write_results_csv",
+           "write_results_json"]
 
+TOOL = "dcu evaluate"
 
 
 def _score_file(name, clean_path, other_path, enhance, est, sample_rate):
@@ -243,7 +252,7 @@ def evaluate_cli(argv: list[str]) -> int:
             found = list_pairs(args.split)
             args.noisy, args.clean = found[0][0].parent, found[0][1].parent
         folders = [args.clean, args.noisy, args.enhanced]
-        problem = plan_outputs({"json": args.json, "csv": args.csv}, folders)
+        problem = plan_result_files({"json": args.json, "csv": args.csv}, folders)
         if problem:
             raise ValueError(problem)
         found = found if args.split else PairedFolder(args.clean, args.noisy).pairs
@@ -257,7 +266,7 @@ def evaluate_cli(argv: list[str]) -> int:
             other = {c.stem: e for e, c in PairedFolder(args.clean, args.enhanced).pairs}
             pairs, method = [(k, c, other[k]) for k, c, _ in pairs], f"enhanced {args.enhanced}"
         elif args.model:
-            model = load(args.model, precision=args.precision)
+            model = optimize(load(args.model), args.precision)
             method = f"model {args.model}"
             enhance = functools.partial(enhance_recording, model)  # runs here, not in workers
         elif args.baseline != "noisy":
@@ -273,9 +282,9 @@ def evaluate_cli(argv: list[str]) -> int:
                 print("\n" + format_table(s, f"{args.group_by} = {g}"))
         meta = {"method": method, "clean": str(args.clean), "noisy": str(args.noisy),
                 "n_files": len(rows), "sample_rate": SAMPLE_RATE, "failed": failed}
-        for path, write in ((args.json, lambda: write_json(args.json, summary, rows, meta)),
-                            (args.csv, lambda: write_csv(args.csv, rows))):
-            if path:  # only ever its own earlier results are replaced (plan_outputs), and it says so
+        for path, write in ((args.json, lambda: write_results_json(args.json, summary, rows, meta)),
+                            (args.csv, lambda: write_results_csv(args.csv, rows))):
+            if path:  # only ever its own earlier results are replaced (plan_result_files), and it says so
                 replaced = Path(path).exists()
                 write()
                 print(f"{TOOL}: {'replaced its earlier results in' if replaced else 'wrote'} {path}",
@@ -285,3 +294,67 @@ def evaluate_cli(argv: list[str]) -> int:
         print(f"{TOOL}: error: {msg}", file=sys.stderr)
         return 2
     return 2 if failed else 0
+
+
+# -- the result files --------------------------------------------------------------------
+def _ours(path: Path, kind: str) -> bool:
+    """True when an existing file is empty or was written by dcu evaluate."""
+    if path.stat().st_size == 0:
+        return True
+    try:
+        if kind == "json":
+            return json.loads(path.read_text()).get("meta", {}).get("tool") == TOOL
+        with open(path, newline="") as fh:
+            return next(csv.reader(fh), []) == ["name", *METRICS]
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return False
+
+
+def _write_atomic(path, text: str, kind: str) -> None:
+    path = Path(path)
+    if path.exists() and not _ours(path, kind):
+        raise FileExistsError(f"{path}: exists and was not written by {TOOL}; "
+                              "choose another file name or delete it first")
+    atomic_write(path, lambda tmp: tmp.write_text(text, newline=""))
+
+
+def plan_result_files(outputs: dict, inputs) -> str | None:
+    """Why the result files ``{"json": path or None, "csv": ...}`` cannot be written, in one
+    line, before any scoring; ``None`` when they can. Refused: both options naming one file, a
+    file inside a folder being read (``inputs``), a folder, an existing file that
+    :data:`TOOL` did not write (it only ever replaces its own results)."""
+    given = {kind: Path(p) for kind, p in outputs.items() if p}
+    if len(given) == 2 and given["json"].resolve() == given["csv"].resolve():
+        return f"--json and --csv name the same file {given['json']}; give two names"
+    for kind, path in given.items():
+        where = path.resolve()
+        for folder in inputs:
+            if folder and Path(folder).resolve() in where.parents:
+                return (f"--{kind} {path} lies inside the input folder {folder}; "
+                        "write results outside the folders being read")
+        if path.is_dir():
+            return f"--{kind} {path} is a folder; name a file"
+        if path.exists() and not _ours(path, kind):
+            return (f"{path}: exists and was not written by {TOOL}; choose another file name "
+                    "or delete it first")
+    return None
+
+
+def write_results_json(path, summary: dict, rows, meta: dict | None = None) -> None:
+    """JSON whose top level maps each metric to its mean, plus ``ci95``, ``n``, ``files`` (the
+    per-file rows) and ``meta``.  Undefined values are ``null``.  Written atomically."""
+    doc = {m: s["mean"] for m, s in summary.items()}
+    doc["ci95"] = {m: s["ci95"] for m, s in summary.items()}
+    doc["n"] = {m: s["n"] for m, s in summary.items()}
+    doc["files"] = list(rows)
+    doc["meta"] = {"tool": TOOL, **(meta or {})}
+    _write_atomic(path, json.dumps(finite(doc), indent=1) + "\n", "json")
+
+
+def write_results_csv(path, rows) -> None:
+    """Per-file rows as CSV (columns ``name`` and the metrics; empty cell = undefined)."""
+    lines = [",".join(["name", *METRICS])]
+    for r in rows:
+        cells = ["" if not math.isfinite(r[m]) else repr(float(r[m])) for m in METRICS]
+        lines.append(",".join([r["name"], *cells]))
+    _write_atomic(path, "\n".join(lines) + "\n", "csv")

@@ -26,9 +26,9 @@ import torch
 from torch import nn
 
 from dcu.base.atomic import atomic_write
-from dcu.store.checkpoint import load
 from dcu.engine import optimize
 from dcu.stft import SAMPLE_RATE, compute_stft, filter_in_stft_domain, padded_length
+from dcu.store.checkpoint import load
 
 OPSET = 17
 

@@ -1,4 +1,4 @@
-"""Batches of files: which files a folder holds, and where each one's output goes.
+"""Folders of files: which audio files a folder holds, and where each one's output goes.
 
 ``dcu enhance`` takes files and folders. :func:`scan_folder` lists a folder's audio files and
 reports everything it passes over, with the reason; :func:`find_inputs` pairs each input with
@@ -14,15 +14,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dcu.audio import AUDIO_EXTENSIONS
+from dcu.audio import AUDIO_EXTENSIONS, WRITABLE
 
-__all__ = ["READABLE", "SUFFIX", "find_inputs", "plan_outputs", "scan_folder"]
+__all__ = ["SUFFIX", "find_inputs", "output_path", "plan_outputs", "scan_folder"]
 
 SUFFIX = "_enhanced"
-
-#: Endings processed when a folder is scanned: every format libsndfile (hence load_audio) reads.
-READABLE = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au",
-            ".snd", ".caf", ".w64", ".rf64")
 
 
 def scan_folder(folder: Path) -> tuple[list[Path], list[str], list[str]]:
@@ -52,7 +48,7 @@ def scan_folder(folder: Path) -> tuple[list[Path], list[str], list[str]]:
             f = top / name
             if name.startswith("."):
                 hidden.append(f)
-            elif f.suffix.lower() not in READABLE:
+            elif f.suffix.lower() not in AUDIO_EXTENSIONS:
                 other.append(f)
             elif f.is_symlink() and not f.exists():
                 errors.append(f"{f}: broken link, skipped; fix or remove it")
@@ -63,13 +59,13 @@ def scan_folder(folder: Path) -> tuple[list[Path], list[str], list[str]]:
             else:
                 files.append(f)
     for what, found in (("hidden entries", hidden), ("files that are not audio "
-                        f"({'/'.join(e[1:] for e in READABLE)})", other),
+                        f"({'/'.join(e[1:] for e in AUDIO_EXTENSIONS)})", other),
                         (f"earlier outputs (*{SUFFIX}); name them to enhance them again", earlier)):
         if found:
             shown = ", ".join(p.name for p in found[:3]) + (", ..." if len(found) > 3 else "")
             notes.append(f"{folder}: skipped {len(found)} {what}: {shown}")
     if not files and not errors:
-        errors.append(f"{folder}: no audio files ({', '.join(READABLE)}) in this folder")
+        errors.append(f"{folder}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder")
     return files, notes, errors
 
 
@@ -89,10 +85,10 @@ def find_inputs(inputs, out_dir=None, notes=None) -> tuple[list[tuple[Path, Path
                 notes += found_notes
             for f in files:
                 rel = f.relative_to(path)
-                jobs.append((f, _output_path(Path(out_dir) / path.resolve().name / rel)
+                jobs.append((f, output_path(Path(out_dir) / path.resolve().name / rel)
                              if out_dir else _beside(f)))
         elif path.is_file():
-            jobs.append((path, _output_path(Path(out_dir) / path.name) if out_dir else _beside(path)))
+            jobs.append((path, output_path(Path(out_dir) / path.name) if out_dir else _beside(path)))
         elif path.exists():
             errors.append(f"{path}: not a regular file (a pipe or device?); pass an audio file")
         elif path.is_symlink():
@@ -143,10 +139,10 @@ def plan_outputs(jobs, inputs, out_dir=None, overwrite: bool = False) -> str | N
 
 
 def _beside(path: Path) -> Path:
-    ext = path.suffix if path.suffix.lower() in AUDIO_EXTENSIONS else ".wav"
+    ext = path.suffix if path.suffix.lower() in WRITABLE else ".wav"
     return path.with_name(f"{path.stem}{SUFFIX}{ext}")
 
 
-def _output_path(out: Path) -> Path:
-    """Keep the input's name; an extension soundfile cannot write becomes .wav."""
-    return out if out.suffix.lower() in AUDIO_EXTENSIONS else out.with_suffix(".wav")
+def output_path(out: Path) -> Path:
+    """Keep the input's name; an ending :func:`dcu.audio.save_audio` cannot write becomes .wav."""
+    return out if out.suffix.lower() in WRITABLE else out.with_suffix(".wav")

@@ -22,13 +22,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dcu import metrics
-from dcu.base.atomic import write_json
 from dcu.audio import load_audio
-from dcu.store.checkpoint import load
+from dcu.base.atomic import write_json
 from dcu.corpus import list_pairs
+from dcu.engine import optimize
 from dcu.jobs.enhance import enhance_recording
 from dcu.level import LEVEL_WINDOW_DBFS, level_dbfs
 from dcu.stft import SAMPLE_RATE
+from dcu.store.checkpoint import load
 
 WHAT = ("Shipped models on the 40 validation pairs with the noisy input turned up or down by a "
         "fixed gain (gains_db): per-file SI-SDR (dB) and STOI of the output with "
@@ -74,7 +75,7 @@ def main(argv=None) -> int:
                                               for noisy, _ in audio] for g in gains}})
     doc.setdefault("models", {})
     for source in args.models.split(","):
-        model = load(source, precision="fp32")
+        model = optimize(load(source), "fp32")
         name = model.config.arch
         print(f"{name} ({source})", flush=True)
         doc["models"][name] = measure(model, audio, gains)

@@ -22,8 +22,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from dcu.base.atomic import write_json
-from dcu.store.checkpoint import load, read_checkpoint, resolve, tensor_checksum
 from dcu.corpus import validation_sets
+from dcu.engine import optimize
+from dcu.store.checkpoint import load, read_checkpoint, resolve, tensor_checksum
 from dcu.store.command import interpolate
 from dcu.training.validation import validate
 
@@ -60,7 +61,7 @@ def main(argv=None) -> int:
             mix = folder / f"{args.label}_{alpha:g}.pt"
             if not mix.exists():
                 interpolate(args.start, args.end, alpha, mix)
-            r = validate(load(mix, precision=args.precision), sets, "cpu", select_by="pesq_stoi")
+            r = validate(optimize(load(mix), args.precision), sets, "cpu", select_by="pesq_stoi")
             doc["rows"].append({"label": args.label, "alpha": alpha, "start": args.start,
                                 "end": args.end, "tensor_sha256": sums,
                                 "precision": args.precision, **r,

@@ -31,9 +31,9 @@ from pathlib import Path
 
 import torch
 
-from dcu.engine import optimize
 from dcu.architectures import get_architecture
 from dcu.base.atomic import atomic_write
+from dcu.base.paths import data_root
 from dcu.unet import DCUnet, ModelConfig
 from dcu.version import __version__
 
@@ -49,10 +49,8 @@ class CheckpointError(ValueError):
 
 
 def checkpoint_dir() -> Path:
-    """Folder of the shipped checkpoints: ``$DCU_DATA/checkpoints`` or the repo's data/checkpoints."""
-    root = os.environ.get("DCU_DATA")
-    base = Path(root) if root else Path(__file__).resolve().parent.parent / "data"
-    return base / "checkpoints"
+    """Folder of the shipped checkpoints: ``checkpoints`` in :func:`dcu.base.paths.data_root`."""
+    return data_root() / "checkpoints"
 
 
 def resolve(path_or_name: str | os.PathLike) -> Path:
@@ -72,12 +70,12 @@ def resolve(path_or_name: str | os.PathLike) -> Path:
     return path
 
 
-def _plain(value):
+def plain(value):
     """Metadata must be plain data so weights_only loading accepts it."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, bool) or value is None:
         return value
     for kind in (str, int, float):  # plain types, also for subclasses such as torch's TorchVersion
@@ -137,7 +135,8 @@ def check_fields(path, mapping, fields: dict, where: str = "") -> None:
                                   "the file is damaged or was edited")
 
 
-def _halved(state: dict) -> dict:  # floating-point tensors as float16
+def halved(state: dict) -> dict:
+    """``state`` with its floating-point tensors as float16 (how the shipped files store them)."""
     return {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
 
 
@@ -148,7 +147,7 @@ def make_payload(model: DCUnet, metadata: dict | None = None, train_state: dict 
 
     ``metadata`` is added to what every checkpoint records (dcu, torch and Python versions, the
     parameter count) and made plain data. ``half=True`` stores floating-point weights as
-    float16. :func:`save` writes it; :class:`dcu.training.config.Trainer` extends it with its state.
+    float16. :func:`save` writes it; :class:`dcu.training.Trainer` extends it with its state.
     """
     if not isinstance(model, DCUnet):
         raise TypeError(f"dcu.save expects a dcu.DCUnet, got {type(model).__name__}")
@@ -156,7 +155,7 @@ def make_payload(model: DCUnet, metadata: dict | None = None, train_state: dict 
     meta = {"dcu_version": __version__, "torch_version": torch.__version__, "python_version":
             platform.python_version(), "num_parameters": model.num_parameters(), **(metadata or {})}
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": model.config_dict(),
-               "state_dict": _halved(state) if half else state, "metadata": _plain(meta)}
+               "state_dict": halved(state) if half else state, "metadata": plain(meta)}
     if train_state is not None:
         payload["train_state"] = train_state
     return with_checksum(payload)
@@ -209,13 +208,13 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 
 
 def load(path_or_name: str | os.PathLike, arch: str | None = None,
-         map_location: str | torch.device = "cpu", *, engine: bool = True,
-         precision: str = "fp32") -> DCUnet:
+         map_location: str | torch.device = "cpu") -> DCUnet:
     """Rebuild the model stored in a checkpoint (a path or a shipped name such as ``"dcunet20"``).
 
-    ``arch``, if given, must match the checkpoint's architecture. Returns the model in eval mode
-    with ``model.metadata`` holding the checkpoint's metadata, on the fast engine in
-    ``precision`` (:func:`dcu.engine.optimize`), or as the reference code with ``engine=False``.
+    ``arch``, if given, must match the checkpoint's architecture. Returns the reference model
+    (:class:`dcu.DCUnet`, the code the book teaches) in eval mode, with ``model.metadata`` holding
+    the checkpoint's metadata. To run it fast, pass it to :func:`dcu.engine.optimize` (as ``dcu
+    enhance``, ``dcu evaluate`` and the other commands do): the weights are the same.
     """
     path = resolve(path_or_name)
     payload = read_checkpoint(path)
@@ -241,8 +240,6 @@ def load(path_or_name: str | os.PathLike, arch: str | None = None,
         raise CheckpointError(f"{path}: weights do not match a {config.arch} ({first[:160]}); "
                               "the file is damaged or was edited") from None
     model.metadata = payload.get("metadata", {})
-    if engine:
-        optimize(model, precision)
     return model.to(map_location).eval()
 
 
@@ -256,6 +253,6 @@ def strip(src: str | os.PathLike, dst: str | os.PathLike, *, half: bool = False)
     payload = read_checkpoint(src)
     payload.pop("train_state", None)
     if half:
-        payload["state_dict"] = _halved(payload["state_dict"])
+        payload["state_dict"] = halved(payload["state_dict"])
     atomic_torch_save(with_checksum(payload), dst)
     return dst

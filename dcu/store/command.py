@@ -1,5 +1,5 @@
-"""Shipping a trained checkpoint: read what it holds, mix it with the weights it started from, and
-the ``dcu checkpoint`` command (``info``, ``strip``, ``interpolate``).
+"""The ``dcu checkpoint`` command: read what a checkpoint holds (``info``), strip its training state
+for shipping (``strip``), mix it with the weights it started from (``interpolate``).
 
 :func:`interpolate` writes the weight-space mix ``(1 - alpha) * start + alpha * end`` of two
 checkpoints of one model: for a fine-tune, a point between the weights it began from and its
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from dcu.store.checkpoint import (FORMAT, FORMAT_VERSION, CheckpointError, _halved, _plain,
-                            atomic_torch_save, read_checkpoint, resolve, strip, tensor_checksum,
-                            with_checksum)
+from dcu.store.checkpoint import (FORMAT, FORMAT_VERSION, CheckpointError, atomic_torch_save, halved,
+                                  plain, read_checkpoint, resolve, strip, tensor_checksum,
+                                  with_checksum)
 
 
 def interpolate(start: str | os.PathLike, end: str | os.PathLike, alpha: float,
@@ -75,7 +75,7 @@ def interpolate(start: str | os.PathLike, end: str | os.PathLike, alpha: float,
                 "step": b["metadata"].get("step"), "valid": end_valid}}
     meta.update(metadata)
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": b["config"],
-               "state_dict": _halved(state) if half else state, "metadata": _plain(meta)}
+               "state_dict": halved(state) if half else state, "metadata": plain(meta)}
     atomic_torch_save(with_checksum(payload), dst)
     return dst
 

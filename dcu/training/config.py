@@ -1,4 +1,4 @@
-"""Training: a config dataclass, a resumable loop, validation, logs, and DDP via ``torchrun``.
+"""A training run's configuration: :class:`TrainConfig` (``dcu train``'s options) and its data.
 
 ``dcu train --arch DCUnet-10 --steps 2000 --out runs/dcunet10`` trains on the shipped corpus;
 ``dcu train --resume --out runs/dcunet10`` continues an interrupted run exactly where it stopped
@@ -14,9 +14,8 @@ the validation split, keeping the best checkpoint. The training set, its augment
 defaults give the runs the shipped models came from, and ``dcu/scripts/train_general.sh``
 shows the set that generalizes.
 
-This module holds the run's configuration (:class:`TrainConfig`, ``dcu train``'s options) and its
-data (:func:`make_datasets`); validation is :mod:`dcu.training.validation` (:func:`validate`, importable
-from here too), the loop itself :mod:`dcu.training.trainer`, its checkpoints and resume :mod:`dcu.training.trainstate`.
+The run itself (loop, checkpoints, resume, DDP) is :mod:`dcu.training.trainer`; validation
+:mod:`dcu.training.validation`; the log :mod:`dcu.training.log`.
 
 Book: book/07_training.ipynb
 """
@@ -26,22 +25,15 @@ from __future__ import annotations
 import argparse
 import functools
 import math
-import sys
 from dataclasses import dataclass, field, fields, replace
-from pathlib import Path
-
-import torch
-import torch.distributed as dist
 
 from dcu.augment import GAIN_LIMITS, SPEED_LIMITS, parse_range
 from dcu.data import TrainingSet, training_sources, validation_sets
-from dcu.engine import tune_cpu
 from dcu.stft import SAMPLE_RATE
-from dcu.training.trainer import TrainingError, TrainingLoop, lr_at, selection_score  # noqa: F401 (public here)
-from dcu.training.trainstate import DATA_FIELDS  # noqa: F401 (public here)
-from dcu.unet import DCUnet, ModelConfig  # noqa: F401 (DCUnet: public here)
-from dcu.training.validation import validate, validation_score  # noqa: F401 (public here)
+from dcu.unet import ModelConfig
 
+__all__ = ["FLAT_MODEL_OPTIONS", "LIMITS", "TrainConfig", "check_value", "config_from_args",
+           "make_datasets", "parse_snrs"]
 
 #: The model options ``dcu train`` takes flat (``--arch``, ``--mask``, ``--network``,
 #: ``--batch-norm``), and :class:`TrainConfig` accepts as keywords: fields of :attr:`TrainConfig.model`.
@@ -213,12 +205,9 @@ def parse_snrs(text: str) -> tuple[float, ...]:
     return snrs
 
 
-def make_datasets(cfg: TrainConfig):
-    """The training set (crops + on-the-fly mixing + augmentation) and the validation pairs.
-
-    The validation pairs are a list for the defaults (``--valid-sets valid --select-by pesq``)
-    and a dict ``{split: pairs}`` otherwise (scored by :func:`validate` set by set, with a score).
-    """
+def make_datasets(cfg: TrainConfig) -> tuple[TrainingSet, dict]:
+    """The training set (crops + on-the-fly mixing + augmentation) and the validation sets
+    ``{split: pairs}`` (``--valid-sets``), each a list of ``(noisy, clean)`` paths."""
     src = training_sources(cfg.data, cfg.train_pairs, cfg.extra_speech)
     weights = parse_weights(cfg.source_weights)
     train = TrainingSet(src["pairs"], src["noises"],
@@ -228,34 +217,7 @@ def make_datasets(cfg: TrainConfig):
                         source_weights=weights or None, speech_free_prob=cfg.speech_free_prob,
                         gain_db=parse_range(cfg.gain_db, "gain-db", GAIN_LIMITS),
                         speed=parse_range(cfg.speed, "speed", SPEED_LIMITS), speed_prob=cfg.speed_prob)
-    valid = validation_sets(cfg.data, cfg.valid_sets, cfg.valid_files)
-    legacy = list(valid) == ["valid"] and cfg.select_by == "pesq"  # the log of the shipped runs
-    return train, (valid["valid"] if legacy else valid)
-
-
-class Trainer(TrainingLoop):
-    """The training loop (:class:`dcu.training.trainer.TrainingLoop`) on :func:`make_datasets`'s data,
-    validated by :func:`validate`. ``Trainer(cfg, resume=False, progress=True, on_step=None)``;
-    ``on_step(trainer)`` is called after every step, once its validation and checkpoint are
-    written."""
-
-    def datasets(self):
-        return make_datasets(self.cfg)
-
-    def score(self, valid_pairs) -> dict:
-        several = {"select_by": self.cfg.select_by} if isinstance(valid_pairs, dict) else {}
-        return validate(self.model, valid_pairs, self.device, **several)
-
-
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, on_step=None) -> Path:
-    """Train (or resume) a run; returns the path of the best checkpoint. ``on_step``: see
-    :class:`Trainer`."""
-    trainer = Trainer(cfg, resume=resume, progress=progress, on_step=on_step)
-    try:
-        return trainer.run()
-    finally:
-        if trainer.world > 1 and dist.is_initialized():
-            dist.destroy_process_group()
+    return train, validation_sets(cfg.data, cfg.valid_sets, cfg.valid_files)
 
 
 def _option_type(name: str, conv):
@@ -274,7 +236,7 @@ def _option_type(name: str, conv):
 def config_from_args(argv: list[str]) -> tuple[TrainConfig, bool]:
     """Build a :class:`TrainConfig` from ``--field value`` options: every field is one, and
     :data:`FLAT_MODEL_OPTIONS` stand for the fields of its ``model``."""
-    p = argparse.ArgumentParser(prog="dcu train", description="Train a DCUnet (see dcu.training.config).")
+    p = argparse.ArgumentParser(prog="dcu train", description="Train a DCUnet (see dcu.training).")
     for name, default in [(n, getattr(ModelConfig, n)) for n in FLAT_MODEL_OPTIONS] + \
             [(f.name, getattr(TrainConfig, f.name)) for f in fields(TrainConfig) if f.name != "model"]:
         if isinstance(default, bool):
@@ -288,16 +250,3 @@ def config_from_args(argv: list[str]) -> tuple[TrainConfig, bool]:
     args = vars(p.parse_args(argv))
     resume = args.pop("resume")
     return TrainConfig(**args), resume
-
-
-def train_cli(argv: list[str]) -> int:
-    cfg, resume = config_from_args(argv)
-    if cfg.device == "cpu" or not torch.cuda.is_available():
-        tune_cpu()  # flush denormals, keep freed memory: ~20% faster steps on CPU
-    try:
-        best = train(cfg, resume=resume)
-    except (TrainingError, FileNotFoundError, ValueError) as exc:
-        print(f"dcu train: error: {exc}", file=sys.stderr)
-        return 1
-    print(f"best checkpoint: {best}")
-    return 0

@@ -1,9 +1,13 @@
-"""The training loop: steps, checkpoints, resume, the validation schedule and DDP.
+"""A training run: the loop, its checkpoints and resume, the validation schedule and DDP.
 
-:class:`TrainingLoop` holds a run's state (model, optimiser, step, RNG, log, clock) and writes it
-into every checkpoint (:mod:`dcu.training.trainstate`), so that ``--resume`` continues exactly where a
-run stopped. :mod:`dcu.training.config` gives it its data and
-validation (:class:`dcu.training.config.Trainer`) and its configuration (:class:`dcu.training.config.TrainConfig`).
+:class:`Trainer` holds a run's state (model, optimiser, step, RNG, log, clock) and writes it into
+every checkpoint, so that ``--resume`` continues exactly where a run stopped. A training
+checkpoint is :func:`dcu.store.checkpoint.make_payload` (config, weights, metadata with the
+run's ``train_config``, step and validation scores) plus a ``train_state``: optimiser, step,
+epoch, position in the epoch, best score, log, RNG state, the losses since the last log row and
+the time spent. The run's configuration and data are :mod:`dcu.training.config`'s, its
+validation :func:`dcu.training.validation.validate`. :func:`train` and ``dcu train``
+(:func:`train_cli`) run one.
 
 Book: book/07_training.ipynb
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -23,14 +28,34 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
-from dcu.store.checkpoint import load
-from dcu.engine import optimize, resolve_precision
+from dcu.engine import flush_denormals, optimize, resolve_precision, tune_cpu
 from dcu.losses import compute_loss
+from dcu.store.checkpoint import atomic_torch_save, check_fields, load, make_payload, read_checkpoint
+from dcu.training.config import TrainConfig, config_from_args, make_datasets
 from dcu.training.log import write_log
-from dcu.training.trainstate import RunState, TrainingError  # noqa: F401 (TrainingError: public here)
+from dcu.training.validation import validate
 from dcu.unet import DCUnet
 
-__all__ = ["TrainingError", "TrainingLoop", "lr_at", "selection_score"]
+__all__ = ["DATA_FIELDS", "RESUME_MATCH", "TRAIN_STATE_FIELDS", "Trainer", "TrainingError", "lr_at",
+           "selection_score", "stages", "train", "train_cli"]
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on (NaN loss, missing data, incompatible resume)."""
+
+
+#: Besides the model config, what a resumed run must share with the run it continues: these
+#: fix the order of the training data, so a resume equals an uninterrupted run.
+RESUME_MATCH = ("seed", "batch_size", "data")
+
+#: Fields that define the training data and the validation, checked on ``--resume`` like the
+#: model's; a run saved before a field existed counts as having had its default.
+DATA_FIELDS = ("train_pairs", "extra_speech", "source_weights", "speed", "speed_prob", "gain_db", "speech_free_prob",
+               "remix_prob", "remix_snrs", "segment_seconds", "items_per_file", "valid_sets", "select_by")
+
+#: Fields of a training checkpoint's ``train_state`` and their types, checked on ``--resume``.
+TRAIN_STATE_FIELDS = {"optimizer": dict, "step": int, "epoch": int, "batch_in_epoch": int,
+                      "best": (int, float), "history": list, "torch_rng": torch.Tensor}
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -64,15 +89,14 @@ def selection_score(valid: dict) -> float:
     return p if np.isfinite(p) else valid.get("si_sdr", float("-inf")) / 10.0
 
 
-class TrainingLoop(RunState):
+class Trainer:
     """Holds a run's state; :meth:`run` trains until ``cfg.steps`` (or ``max_minutes``).
 
-    What to train on and how to validate come from a subclass (:class:`dcu.training.config.Trainer`):
-    :meth:`datasets` returns ``(training set, validation pairs)`` and :meth:`score` a validation
-    dict ``{"wsdr", "si_sdr", "stoi", "pesq"}``.
-
-    ``on_step``, if given, is called as ``on_step(trainer)`` after every step, once that step's
-    validation and checkpoint are written (for progress reports, or tests that stop a run).
+    ``Trainer(cfg, resume=False, progress=True, on_step=None)``: trains on
+    :func:`~dcu.training.config.make_datasets`'s data, validated by
+    :func:`~dcu.training.validation.validate`. ``on_step``, if given, is called as
+    ``on_step(trainer)`` after every step, once that step's validation and checkpoint are
+    written (for progress reports, or tests that stop a run).
     """
 
     def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True,
@@ -86,7 +110,7 @@ class TrainingLoop(RunState):
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
             torch.backends.cudnn.benchmark = True  # fixed training shapes: pick the fastest convs
-        torch.set_flush_denormal(True)
+        flush_denormals()
         self.out = Path(cfg.out)
         self.last_path, self.best_path = self.out / "last.pt", self.out / "best.pt"
         torch.manual_seed(cfg.seed)
@@ -121,12 +145,15 @@ class TrainingLoop(RunState):
             self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
 
     def datasets(self):
-        """``(training set, validation pairs)`` for ``self.cfg``."""
-        raise NotImplementedError
+        """``(training set, {split: validation pairs})`` for ``self.cfg``."""
+        return make_datasets(self.cfg)
 
-    def score(self, valid_pairs) -> dict:
-        """Validation scores of ``self.model`` on ``valid_pairs``."""
-        raise NotImplementedError
+    def score(self, valid_sets: dict) -> dict:
+        """Validation scores of ``self.model`` on ``valid_sets``. With the defaults (one set,
+        ``--select-by pesq``) the scores are that set's alone, as the shipped runs logged them."""
+        if list(valid_sets) == ["valid"] and self.cfg.select_by == "pesq":
+            return validate(self.model, valid_sets["valid"], self.device)
+        return validate(self.model, valid_sets, self.device, select_by=self.cfg.select_by)
 
     # -- the loop --------------------------------------------------------------------------
     def _batches(self, dataset):
@@ -263,3 +290,107 @@ class TrainingLoop(RunState):
                        f"SI-SDR {valid['si_sdr']:.2f} dB" + (
                            f" | score {valid['score']:.4f} ({self.cfg.select_by})"
                            if "score" in valid else ""))
+
+    # -- checkpoints and resume -------------------------------------------------------------
+    def _tick(self) -> dict:
+        """Add the time since the last tick to :attr:`clock`; returns it."""
+        now = (time.time(), time.process_time())
+        self.clock["wall_seconds"] += now[0] - self._clock_mark[0]
+        self.clock["cpu_seconds"] += now[1] - self._clock_mark[1]
+        self._clock_mark = now
+        return self.clock
+
+    def _payload(self, valid=None) -> dict:
+        """:func:`dcu.store.checkpoint.make_payload` with the run's metadata and training state."""
+        meta = {"train_config": asdict(self.cfg), "step": self.step, "epoch": self.epoch,
+                "valid": valid or (self.history[-1]["valid"] if self.history else {}),
+                "precision": self.precision, "clock": dict(self._tick()), "data": self.cfg.data}
+        if self.previous_stage:
+            meta["previous_stage"] = self.previous_stage
+        train_state = {"optimizer": self.opt.state_dict(), "step": self.step, "epoch": self.epoch,
+                       "batch_in_epoch": self.batch_in_epoch, "best": self.best,
+                       "history": self.history, "torch_rng": torch.get_rng_state(),
+                       "running": [float(v) for v in self.running], "clock": dict(self.clock)}
+        return make_payload(self.model, meta, train_state)
+
+    def save(self, path: Path | None = None, valid=None) -> None:
+        if self.rank == 0:
+            atomic_torch_save(self._payload(valid), path or self.last_path)
+        self._last_save = time.time()
+
+    def _resume(self) -> None:
+        if not self.last_path.exists():
+            raise TrainingError(f"{self.last_path}: nothing to resume; start without --resume")
+        payload = read_checkpoint(self.last_path)
+        if "train_state" not in payload:
+            raise TrainingError(f"{self.last_path}: holds a model but no training state (saved by "
+                                "dcu.save, not by dcu train), so there is nothing to resume; to "
+                                f"start from its weights use --init {self.last_path} with another --out")
+        check_fields(self.last_path, payload["metadata"], {"train_config": dict}, "metadata.")
+        check_fields(self.last_path, payload["train_state"], TRAIN_STATE_FIELDS, "train_state.")
+        saved = payload["metadata"]["train_config"]
+        ours = {**self.model.config_dict(),
+                **{k: getattr(self.cfg, k) for k in RESUME_MATCH + DATA_FIELDS}}
+        defaults = type(self.cfg)  # a data field the saved run predates had its default
+        theirs = {**payload["config"], **{k: saved.get(k) for k in RESUME_MATCH},
+                  **{k: saved.get(k, getattr(defaults, k)) for k in DATA_FIELDS}}
+        for key in ours:
+            if theirs.get(key) != ours[key]:
+                raise TrainingError(f"{self.last_path}: run was started with {key}={theirs.get(key)!r}, "
+                                    f"not {ours[key]!r}; resume with the same settings")
+        self.model.load_state_dict(payload["state_dict"])
+        self.previous_stage = payload["metadata"].get("previous_stage")
+        ts = payload["train_state"]
+        self.step, self.epoch, self.batch_in_epoch = ts["step"], ts["epoch"], ts["batch_in_epoch"]
+        self.best, self.history = ts["best"], list(ts["history"])
+        self.clock = dict(ts.get("clock", self.clock))
+        self.running = list(ts.get("running", []))  # losses since the last log row
+        try:
+            self.opt.load_state_dict(ts["optimizer"])
+            torch.set_rng_state(ts["torch_rng"])
+        except (ValueError, RuntimeError, KeyError, TypeError) as exc:
+            raise TrainingError(f"{self.last_path}: its optimiser or RNG state does not fit this "
+                                f"run ({str(exc).splitlines()[0][:120]}); start a new --out") from None
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, on_step=None) -> Path:
+    """Train (or resume) a run; returns the path of the best checkpoint. ``on_step``: see
+    :class:`Trainer`."""
+    trainer = Trainer(cfg, resume=resume, progress=progress, on_step=on_step)
+    try:
+        return trainer.run()
+    finally:
+        if trainer.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def train_cli(argv: list[str]) -> int:
+    cfg, resume = config_from_args(argv)
+    if cfg.device == "cpu" or not torch.cuda.is_available():
+        tune_cpu()  # flush denormals, keep freed memory: ~20% faster steps on CPU
+    try:
+        best = train(cfg, resume=resume)
+    except (TrainingError, FileNotFoundError, ValueError) as exc:
+        print(f"dcu train: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"best checkpoint: {best}")
+    return 0
+
+
+def stages(metadata: dict) -> list[dict]:
+    """The training stages behind a checkpoint, oldest first, from its metadata (a model's
+    ``.metadata`` or a checkpoint's ``"metadata"``): one dict per stage with the step that was
+    kept (``step``), that stage's ``train_config`` and ``valid`` scores, where recorded. A
+    fine-tune (``dcu train --init``) keeps the stage it started from under ``previous_stage``,
+    and that one its own, so a checkpoint fine-tuned twice has three stages. A stage whose
+    weights were mixed with the ones it started from (``dcu checkpoint interpolate``) also has
+    ``alpha``, the share of its own weights in the mix."""
+    chain, meta = [], metadata
+    while meta:
+        stage = {"step": meta.get("step"), "train_config": meta.get("train_config", {}),
+                 "valid": meta.get("valid", {})}
+        if "interpolation" in meta:
+            stage["alpha"] = meta["interpolation"]["alpha"]
+        chain.append(stage)
+        meta = meta.get("previous_stage")
+    return chain[::-1]

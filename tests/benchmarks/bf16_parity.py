@@ -33,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
 from dcu import load  # noqa: E402
+from dcu.engine import optimize  # noqa: E402
 from dcu.base.atomic import write_json  # noqa: E402
 from dcu.data import list_pairs  # noqa: E402
 from dcu.engine import optimize  # noqa: E402
@@ -70,7 +71,7 @@ def inference(args) -> dict:
     result = {"model": args.model, "files": len(pairs), "precisions": {}}
     rows = {}
     for precision in ("fp32", "bf16"):
-        model = load(args.model, precision=precision)
+        model = optimize(load(args.model), precision)
         summary, rows[precision] = score(model, pairs, args.jobs, outputs, precision)
         result["precisions"][precision] = summary
     closeness = [si_sdr(a, b) for a, b in zip(outputs["fp32"], outputs["bf16"])]

@@ -16,7 +16,7 @@ it natively); ``--with-bf16-asteroid`` adds asteroid under the same bfloat16 aut
 comparison for bf16), ``--with-reference`` dcu's reference code (no engine, float32). Timings alternate between the models, repetition by repetition, so a change in
 machine load hits all of them alike; the table shows medians (and minima) and the ratios
 asteroid / dcu. Peak memory of a training step is measured in a fresh child process per model, with glibc's
-default malloc settings (see :func:`dcu.jobs.measure.peak_training_memory`). Every model is timed under
+default malloc settings (see :func:`dcu.jobs.speed.peak_training_memory`). Every model is timed under
 the same process settings (:func:`dcu.engine.tune_cpu`: flush denormals, keep freed memory;
 ``--default-malloc`` turns the latter off for all of them).
 
@@ -38,7 +38,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
-from dcu.jobs import measure, speed as bench  # noqa: E402
+from dcu.jobs import speed  # noqa: E402
 from dcu.base.atomic import write_json  # noqa: E402
 from dcu.engine import PRECISIONS, autocast, resolve_precision, tune_cpu  # noqa: E402
 
@@ -70,23 +70,23 @@ def in_bf16(fn):
 def compare(arch: str, reps: int, memory: bool, threads, with_reference: bool,
             clock=time.perf_counter, onnx: bool = False, precision: str = "auto",
             bf16_asteroid: bool = False) -> dict:
-    models = {"dcu-naive": bench.build_dcunet(arch, "naive", precision),
-              "dcu-complex": bench.build_dcunet(arch, "complex", precision),
+    models = {"dcu-naive": speed.build_dcunet(arch, "naive", precision),
+              "dcu-complex": speed.build_dcunet(arch, "complex", precision),
               "asteroid": build_asteroid(arch)}
     forward = {"asteroid": asteroid_forward(models["asteroid"])}
-    train = {k: measure.training_step(m, forward=forward.get(k)) for k, m in models.items()}
-    infer = {k: measure.inference_call(m) for k, m in models.items()}
+    train = {k: speed.training_step(m, forward=forward.get(k)) for k, m in models.items()}
+    infer = {k: speed.inference_call(m) for k, m in models.items()}
     if bf16_asteroid:  # asteroid under the same bfloat16 autocast
         train["asteroid-bf16"] = in_bf16(train["asteroid"])
         infer["asteroid-bf16"] = in_bf16(infer["asteroid"])
     if precision != "fp32" and resolve_precision(precision) == "bf16":  # dcu's engine in fp32
-        fp32 = bench.build_dcunet(arch, "complex", "fp32")
-        train["dcu-complex-fp32"] = measure.training_step(fp32)
-        infer["dcu-complex-fp32"] = measure.inference_call(fp32)
+        fp32 = speed.build_dcunet(arch, "complex", "fp32")
+        train["dcu-complex-fp32"] = speed.training_step(fp32)
+        infer["dcu-complex-fp32"] = speed.inference_call(fp32)
     if with_reference:  # dcu's reference code, no engine
-        ref = bench.build_dcunet(arch, "complex", None)
-        train["dcu-complex-ref"] = measure.training_step(ref)
-        infer["dcu-complex-ref"] = measure.inference_call(ref)
+        ref = speed.build_dcunet(arch, "complex", None)
+        train["dcu-complex-ref"] = speed.training_step(ref)
+        infer["dcu-complex-ref"] = speed.inference_call(ref)
     if onnx:  # the same network exported to ONNX, run by onnxruntime
         from dcu.jobs.export import OnnxEnhancer, export_onnx
 
@@ -96,14 +96,14 @@ def compare(arch: str, reps: int, memory: bool, threads, with_reference: bool,
         wave = torch.randn(1, 160000, generator=torch.Generator().manual_seed(0)) * 0.1
         infer["dcu-complex-onnx"] = lambda: runner(wave)
     out = {"arch": arch, "precision": resolve_precision(precision),
-           "train": measure.alternate(train, reps, clock=clock),
-           "inference": measure.alternate(infer, reps, clock=clock), "memory": {}}
+           "train": speed.alternate(train, reps, clock=clock),
+           "inference": speed.alternate(infer, reps, clock=clock), "memory": {}}
     if memory:
         for name, kind in (("dcu-naive", "naive"), ("dcu-complex", "complex")):
-            out["memory"][name] = measure.peak_training_memory(
+            out["memory"][name] = speed.peak_training_memory(
                 "dcu.jobs.speed:build_dcunet", {"arch": arch, "batch_norm": kind,
                                            "precision": precision}, threads=threads)
-        out["memory"]["asteroid"] = measure.peak_training_memory(
+        out["memory"]["asteroid"] = speed.peak_training_memory(
             "compare_asteroid:build_asteroid", {"arch": arch}, threads=threads,
             forward="compare_asteroid:asteroid_forward", path=str(HERE))
     return out
@@ -159,8 +159,8 @@ def main(argv=None) -> int:
         p.error(f"{args.json} already exists; choose a new file name")
     settings = tune_cpu(args.threads, keep_freed_memory=not args.default_malloc)
     print(f"torch {torch.__version__}, settings {settings}, convolution peak "
-          f"{measure.conv_peak_gflops('fp32'):.0f} GFLOP/s fp32, "
-          f"{measure.conv_peak_gflops('bf16'):.0f} GFLOP/s bf16", flush=True)
+          f"{speed.conv_peak_gflops('fp32'):.0f} GFLOP/s fp32, "
+          f"{speed.conv_peak_gflops('bf16'):.0f} GFLOP/s bf16", flush=True)
     results = []
     for arch in args.arch:
         results.append(compare(arch, args.reps, not args.no_memory, args.threads,

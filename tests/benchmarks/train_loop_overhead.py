@@ -6,7 +6,7 @@ a shared machine do not count::
 
     python tests/benchmarks/train_loop_overhead.py --arch DCUnet-10 --steps 30
 
-It times, alternately: (1) the model alone, ``dcu.jobs.measure.training_step`` on a fixed batch of
+It times, alternately: (1) the model alone, ``dcu.jobs.speed.training_step`` on a fixed batch of
 8 x 2 s (forward, wSDR loss, backward, Adam), and (2) ``Trainer.run`` for ``--steps`` steps on the
 shipped training set (its one validation, on one file, and the one-off loading of the
 training audio are timed separately and subtracted), and
@@ -27,10 +27,10 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
-from dcu.training import config as train_module  # noqa: E402
+from dcu.training import trainer as train_module  # noqa: E402
 from dcu.engine import optimize, tune_cpu  # noqa: E402
-from dcu.jobs.measure import training_step  # noqa: E402
-from dcu.training.config import TrainConfig, Trainer  # noqa: E402
+from dcu.jobs.speed import training_step  # noqa: E402
+from dcu.training import TrainConfig, Trainer  # noqa: E402
 from dcu.unet import DCUnet  # noqa: E402
 
 

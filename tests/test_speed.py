@@ -1,4 +1,4 @@
-"""dcu.jobs.speed and dcu.jobs.measure: FLOP counts against torch's counter, the measurement helpers,
+"""dcu.jobs.speed (`dcu bench` and its measurements): FLOP counts against torch's counter, the measurement helpers,
 convolution peaks, the CLI and its JSON."""
 
 import json
@@ -8,7 +8,7 @@ import torch
 
 import dcu
 from dcu import engine
-from dcu.jobs import measure, speed as bench
+from dcu.jobs import speed
 from dcu.losses import wsdr_loss
 
 
@@ -16,8 +16,8 @@ from dcu.losses import wsdr_loss
 @pytest.mark.parametrize("num_samples", [4096, 7777])
 def test_analytic_forward_flops_equal_torch_flop_counter(arch, num_samples):
     model = dcu.DCUnet(arch)
-    assert measure.analytic_forward_flops(arch, num_samples) == \
-        measure.count_forward_flops(model, num_samples)
+    assert speed.analytic_forward_flops(arch, num_samples) == \
+        speed.count_forward_flops(model, num_samples)
 
 
 @pytest.mark.parametrize("arch", ["tiny", "DCUnet-10"])
@@ -28,13 +28,13 @@ def test_analytic_training_flops_equal_counted_forward_and_backward(arch):
     noisy = torch.randn(2, 5000)
     with FlopCounterMode(display=False) as counter:  # the reference model's convolutions
         wsdr_loss(noisy, noisy * 0.5, model(noisy)).backward()
-    assert measure.analytic_training_flops(arch, 5000, batch=2) == counter.get_total_flops()
+    assert speed.analytic_training_flops(arch, 5000, batch=2) == counter.get_total_flops()
 
 
 def test_flops_grow_with_frames_and_batch():
-    one = measure.analytic_forward_flops("DCUnet-20", 16000)
-    assert measure.analytic_forward_flops("DCUnet-20", 16000, batch=3) == 3 * one
-    assert measure.analytic_forward_flops("DCUnet-20", 64000) > 3.5 * one
+    one = speed.analytic_forward_flops("DCUnet-20", 16000)
+    assert speed.analytic_forward_flops("DCUnet-20", 16000, batch=3) == 3 * one
+    assert speed.analytic_forward_flops("DCUnet-20", 64000) > 3.5 * one
 
 
 def test_tune_cpu_flushes_denormals():
@@ -46,7 +46,7 @@ def test_tune_cpu_flushes_denormals():
 
 def test_alternate_runs_every_callable_round_robin():
     order = []
-    times = measure.alternate({"a": lambda: order.append("a"), "b": lambda: order.append("b")},
+    times = speed.alternate({"a": lambda: order.append("a"), "b": lambda: order.append("b")},
                             reps=3, warmup=1)
     assert order == ["a", "b"] + ["a", "b"] * 3
     assert [len(v) for v in times.values()] == [3, 3]
@@ -57,35 +57,35 @@ def test_training_step_trains_and_inference_call_is_pure():
     torch.manual_seed(0)
     model = dcu.DCUnet("tiny")
     before = [p.detach().clone() for p in model.parameters()]
-    measure.training_step(model, batch=2, seconds=0.3)()
+    speed.training_step(model, batch=2, seconds=0.3)()
     assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
     after = {k: v.clone() for k, v in model.state_dict().items()}
-    measure.inference_call(model, seconds=0.5)()
+    speed.inference_call(model, seconds=0.5)()
     assert not model.training
     assert all(torch.equal(after[k], v) for k, v in model.state_dict().items())
 
 
 @pytest.mark.slow  # > ~13 s on the 2 shared cores (pytest --durations)
 def test_peak_training_memory_in_a_child_process():
-    mib = measure.peak_training_memory("dcu.jobs.speed:build_dcunet", {"arch": "tiny"}, batch=2,
+    mib = speed.peak_training_memory("dcu.jobs.speed:build_dcunet", {"arch": "tiny"}, batch=2,
                                      seconds=0.5, steps=1)
     assert 0 < mib < 300
     # a large parent must not leak into the child's figure (getrusage's maxrss would)
     ballast = torch.ones(400 * 2 ** 20 // 4)
-    again = measure.peak_training_memory("dcu.jobs.speed:build_dcunet", {"arch": "tiny"}, batch=2,
+    again = speed.peak_training_memory("dcu.jobs.speed:build_dcunet", {"arch": "tiny"}, batch=2,
                                        seconds=0.5, steps=1)
     del ballast
     assert again < 300 and abs(again - mib) < 0.5 * mib + 20
-    more = measure.peak_training_memory("dcu.jobs.speed:build_dcunet", {"arch": "tiny"}, batch=8,
+    more = speed.peak_training_memory("dcu.jobs.speed:build_dcunet", {"arch": "tiny"}, batch=8,
                                       seconds=0.5, steps=1)
     assert more > mib  # four times the batch needs more memory
     with pytest.raises(RuntimeError, match="failed"):
-        measure.peak_training_memory("dcu.jobs.speed:no_such_builder", {}, batch=1, seconds=0.1)
+        speed.peak_training_memory("dcu.jobs.speed:no_such_builder", {}, batch=1, seconds=0.1)
 
 
 def test_bench_cli_writes_table_and_json(tmp_path, capsys):
-    out = tmp_path / "bench.json"
-    assert bench.bench_cli(["--quick", "--arch", "tiny", "--reps", "1", "--json", str(out)]) == 0
+    out = tmp_path / "speed.json"
+    assert speed.bench_cli(["--quick", "--arch", "tiny", "--reps", "1", "--json", str(out)]) == 0
     text = capsys.readouterr().out
     assert "tiny" in text and "RTF" in text
     report = json.loads(out.read_text())
@@ -93,7 +93,7 @@ def test_bench_cli_writes_table_and_json(tmp_path, capsys):
     assert row["arch"] == "tiny"
     assert row["parameters"] == dcu.DCUnet("tiny").num_parameters()
     assert row["gflop_per_audio_second"] == pytest.approx(
-        measure.analytic_forward_flops("tiny", 160000) / 1e10)
+        speed.analytic_forward_flops("tiny", 160000) / 1e10)
     assert len(row["train_step_seconds"]) == 1 and row["rtf"] > 0 and row["peak_train_mib"] > 0
     peaks = report["machine"]["conv_peak_gflops"]
     assert peaks["fp32"] > 0 and peaks["bf16"] > 0
@@ -104,27 +104,27 @@ def test_bench_cli_writes_table_and_json(tmp_path, capsys):
 
 
 def test_bench_cli_never_overwrites(tmp_path):
-    out = tmp_path / "bench.json"
+    out = tmp_path / "speed.json"
     out.write_text("mine")
     with pytest.raises(SystemExit):
-        bench.bench_cli(["--arch", "tiny", "--json", str(out)])
+        speed.bench_cli(["--arch", "tiny", "--json", str(out)])
     assert out.read_text() == "mine"
 
 
 def test_count_forward_flops_is_the_same_for_the_engine_and_leaves_it_alone():
     model = engine.optimize(dcu.DCUnet("tiny"))
-    assert measure.count_forward_flops(model, 4096) == measure.analytic_forward_flops("tiny", 4096)
+    assert speed.count_forward_flops(model, 4096) == speed.analytic_forward_flops("tiny", 4096)
     assert engine.is_optimized(model)
 
 
 def test_bench_cli_reference_and_precision_rows(tmp_path):
     out = tmp_path / "ref.json"
-    assert bench.bench_cli(["--quick", "--arch", "tiny", "--reps", "1", "--no-memory",
+    assert speed.bench_cli(["--quick", "--arch", "tiny", "--reps", "1", "--no-memory",
                             "--reference", "--json", str(out)]) == 0
     assert json.loads(out.read_text())["results"][0]["precision"] == "reference"
     out = tmp_path / "bf16.json"
-    assert bench.bench_cli(["--quick", "--arch", "tiny", "--reps", "1", "--no-memory",
+    assert speed.bench_cli(["--quick", "--arch", "tiny", "--reps", "1", "--no-memory",
                             "--precision", "bf16", "--json", str(out)]) == 0
     assert json.loads(out.read_text())["results"][0]["precision"] == "bf16"
     with pytest.raises(SystemExit):
-        bench.bench_cli(["--precision", "fp16"])
+        speed.bench_cli(["--precision", "fp16"])

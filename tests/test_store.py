@@ -1,4 +1,5 @@
-"""dcu.store.checkpoint: save/load round trips, clear errors on unusable files, no code execution."""
+"""dcu.store: save/load round trips, clear errors on unusable files, no code execution, and the
+``dcu checkpoint`` command (info, strip, interpolate)."""
 
 import os
 import re
@@ -8,6 +9,7 @@ import torch
 
 import dcu
 from dcu import DCUnet
+from dcu.engine import optimize
 from dcu.store.checkpoint import SHIPPED, CheckpointError, read_checkpoint, with_checksum
 
 
@@ -43,13 +45,14 @@ def test_save_load_gives_identical_output(tmp_path, arch, kwargs):
     model = trained(arch, **kwargs)
     path = dcu.save(model, tmp_path / "model.pt")
     assert path == tmp_path / "model.pt"
-    loaded = dcu.load(path, engine=False)  # the reference code, like the saved model
-    assert isinstance(loaded, DCUnet) and not loaded.training
+    loaded = dcu.load(path)  # the reference code, like the saved model
+    assert type(loaded) is DCUnet and not loaded.training
+    assert not any(type(m).__module__.startswith("dcu.engine") for m in loaded.modules())
     assert loaded.config == model.config
     x = audio()
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
-        fast = dcu.load(path)  # the engine (the default): the same up to float rounding
+        fast = optimize(dcu.load(path))  # on the engine: the same up to float rounding
         torch.testing.assert_close(fast(x), model(x), rtol=1e-4, atol=1e-5)
     for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
         assert torch.equal(a, b), name  # weights and running statistics
@@ -248,14 +251,13 @@ def test_checkpoints_written_before_the_checksum_still_load(tmp_path):
     atomic_torch_save(payload, tmp_path / "old.pt")
     x = audio()
     with torch.no_grad():
-        assert torch.equal(dcu.load(tmp_path / "old.pt", engine=False)(x), model(x))
+        assert torch.equal(dcu.load(tmp_path / "old.pt")(x), model(x))
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_shipped_checkpoints_store_float16_with_a_checksum_and_load_as_float32(name):
     path = SHIPPED_DIR / SHIPPED[name]
-    if not path.exists():
-        pytest.skip("no shipped checkpoint")
+    assert path.exists(), f"{path}: a shipped checkpoint is missing from data/checkpoints"
     payload = read_checkpoint(path)  # verifies the stored checksum
     assert len(payload["metadata"]["tensor_sha256"]) == 64 and "train_state" not in payload
     floats = [v for v in payload["state_dict"].values() if v.is_floating_point()]
@@ -342,7 +344,7 @@ def test_training_payload_has_the_saved_format_and_strip_removes_only_the_traini
 
 
 def test_stages_lists_the_training_history_oldest_first():
-    from dcu.training.trainstate import stages
+    from dcu.training import stages
 
     first = {"step": 1447, "train_config": {"batch_size": 24}, "valid": {"si_sdr": 17.8}}
     second = {"step": 145, "train_config": {"batch_size": 8}, "previous_stage": first}
@@ -356,7 +358,7 @@ def test_stages_lists_the_training_history_oldest_first():
 
 
 def test_stages_of_a_checkpoint_fine_tuned_from_another(tmp_path):
-    from dcu.training.trainstate import stages
+    from dcu.training import stages
 
     torch.manual_seed(0)
     start = dcu.save(dcu.DCUnet("tiny"), tmp_path / "a.pt", step=10, train_config={"lr": 1e-3})
@@ -400,12 +402,12 @@ def test_interpolate_is_the_weighted_mean_of_two_checkpoints(tmp_path, capsys):
         assert (record["start"]["step"], record["end"]["step"]) == (0, 9)
     x = audio()
     with torch.no_grad():  # the end points are the two models themselves
-        torch.testing.assert_close(dcu.load(tmp_path / "m0.0.pt", engine=False)(x), start(x))
-        torch.testing.assert_close(dcu.load(tmp_path / "m1.0.pt", engine=False)(x), end(x))
+        torch.testing.assert_close(dcu.load(tmp_path / "m0.0.pt")(x), start(x))
+        torch.testing.assert_close(dcu.load(tmp_path / "m1.0.pt")(x), end(x))
     assert main(["checkpoint", "interpolate", str(a), str(b), str(tmp_path / "h.pt"),
                  "--alpha", "0.5", "--half"]) == 0
     assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'h.pt'}"
-    from dcu.training.trainstate import stages
+    from dcu.training import stages
     mixed = interpolate(a, b, 0.5, tmp_path / "v.pt", valid={"score": 0.6})
     assert stages(dcu.load(mixed).metadata) == [
         {"step": 0, "train_config": {"lr": 1e-3}, "valid": {}},

@@ -1,4 +1,4 @@
-"""dcu.training.config: the loss goes down, resume equals an uninterrupted run, NaN stops cleanly, DDP."""
+"""dcu.training: the loss goes down, resume equals an uninterrupted run, NaN stops cleanly, DDP."""
 
 import json
 import os
@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-import dcu.training.config as train_mod
 from dcu.data import validation_sets
 from dcu.losses import wsdr_loss
 import dcu.training.trainer as trainer_mod
-from dcu.training.config import TrainConfig, TrainingError, lr_at, train
+from dcu.training import TrainConfig, TrainingError, make_datasets, train, validate
+from dcu.training.trainer import lr_at
+from dcu.training.validation import validation_score
+from dcu.unet import DCUnet
 
 ROOT = Path(__file__).resolve().parent.parent
 HOOKED = Path(__file__).resolve().parent / "train_with_hook.py"  # dcu train with a test hook
@@ -42,8 +44,8 @@ def test_loss_goes_down_on_real_speech(tmp_path, small_corpus):
     log = json.loads((tmp_path / "run" / "log.json").read_text())
     trainer_losses = log[-1]["train_loss"]
     # the mean loss over the whole run is far below the untrained model's loss
-    model = train_mod.DCUnet("tiny")
-    ds, _ = train_mod.make_datasets(c)
+    model = DCUnet("tiny")
+    ds, _ = make_datasets(c)
     noisy, clean = zip(*[ds[i] for i in range(8)])
     noisy, clean = torch.stack(noisy), torch.stack(clean)
     with torch.no_grad():
@@ -112,7 +114,7 @@ def test_a_run_saved_before_the_data_options_resumes_with_their_defaults(tmp_pat
     train(cfg(tmp_path, small_corpus, steps=2), progress=False)
     last = tmp_path / "run" / "last.pt"
     ck = torch.load(last, weights_only=True)
-    for key in train_mod.DATA_FIELDS:  # what a checkpoint written before issue 16 holds
+    for key in trainer_mod.DATA_FIELDS:  # what a checkpoint written before issue 16 holds
         if key not in ("remix_prob", "remix_snrs", "segment_seconds", "items_per_file"):
             del ck["metadata"]["train_config"][key]
     torch.save(ck, last)
@@ -123,22 +125,22 @@ def test_a_run_saved_before_the_data_options_resumes_with_their_defaults(tmp_pat
 
 
 def test_validation_score_counts_pesq_and_stoi():
-    assert train_mod.validation_score(4.5, 1.0) == 1.0 and train_mod.validation_score(1.0, 0.0) == 0.0
-    assert train_mod.validation_score(2.75, 0.9) == pytest.approx(0.5 * (0.5 + 0.9))
-    assert train_mod.validation_score(float("nan"), 0.8) == 0.8  # no PESQ package: STOI alone
-    assert train_mod.selection_score({"pesq": 2.0, "si_sdr": 5.0}) == 2.0  # the shipped runs' rule
-    assert train_mod.selection_score({"pesq": 2.0, "score": 0.6}) == 0.6
+    assert validation_score(4.5, 1.0) == 1.0 and validation_score(1.0, 0.0) == 0.0
+    assert validation_score(2.75, 0.9) == pytest.approx(0.5 * (0.5 + 0.9))
+    assert validation_score(float("nan"), 0.8) == 0.8  # no PESQ package: STOI alone
+    assert trainer_mod.selection_score({"pesq": 2.0, "si_sdr": 5.0}) == 2.0  # the shipped runs' rule
+    assert trainer_mod.selection_score({"pesq": 2.0, "score": 0.6}) == 0.6
 
 
 def test_validation_sets_are_scored_set_by_set(small_corpus):
     sets = {"valid": validation_sets(str(small_corpus), "valid", 1)["valid"],
             "p239_valid": validation_sets("shipped", "p239_valid", 1)["p239_valid"]}
-    out = train_mod.validate(train_mod.DCUnet("tiny"), sets, torch.device("cpu"), "pesq_stoi")
-    per = [train_mod.validation_score(out[f"{n}_pesq"], out[f"{n}_stoi"]) for n in sets]
+    out = validate(DCUnet("tiny"), sets, torch.device("cpu"), "pesq_stoi")
+    per = [validation_score(out[f"{n}_pesq"], out[f"{n}_stoi"]) for n in sets]
     assert out["score"] == pytest.approx(sum(per) / 2)  # each set counts equally
     assert out["pesq"] == pytest.approx((out["valid_pesq"] + out["p239_valid_pesq"]) / 2)  # one file each
     c = TrainConfig(data=str(small_corpus), valid_sets="valid,p239_valid", valid_files=1)
-    assert list(train_mod.make_datasets(c)[1]) == ["valid", "p239_valid"]  # p239_valid from the shipped corpus
+    assert list(make_datasets(c)[1]) == ["valid", "p239_valid"]  # p239_valid from the shipped corpus
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, small_corpus, monkeypatch):
@@ -193,7 +195,7 @@ def test_resume_of_a_file_that_is_not_a_training_checkpoint_is_one_line(tmp_path
     import dcu
 
     run = tmp_path / "run"
-    dcu.save(train_mod.DCUnet("tiny"), run / "last.pt")  # e.g. a shipped model copied in
+    dcu.save(DCUnet("tiny"), run / "last.pt")  # e.g. a shipped model copied in
     with pytest.raises(TrainingError, match="no training state.*--init"):
         train(cfg(tmp_path, small_corpus), resume=True, progress=False)
     torch.save({"format": "dcu-checkpoint", "format_version": 1}, run / "last.pt")
@@ -241,7 +243,7 @@ def test_ddp_two_cpu_processes_keep_replicas_identical(tmp_path, small_corpus):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     r0 = torch.load(tmp_path / "ddp" / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "ddp" / "rank1.pt", weights_only=True)
-    init = train_mod.DCUnet("tiny").state_dict()
+    init = DCUnet("tiny").state_dict()
     changed = False
     for k in r0:
         if r0[k].is_floating_point() and "running" not in k:
@@ -254,14 +256,14 @@ def test_fine_tuning_scores_the_starting_weights_first(tmp_path, small_corpus, m
     """With --init, step 0 is validated, so best.pt is never worse than the starting model."""
     import dcu
 
-    start = train_mod.DCUnet("tiny")
+    start = DCUnet("tiny")
     dcu.save(start, tmp_path / "start.pt", step=123, valid={"pesq": 2.5})
     scores = iter([3.0, 1.0, 1.0, 1.0])  # training "makes it worse" on validation
 
     def fake_validate(model, pairs, device):
         return {"wsdr": -0.5, "si_sdr": 10.0, "stoi": 0.9, "pesq": next(scores)}
 
-    monkeypatch.setattr(train_mod, "validate", fake_validate)
+    monkeypatch.setattr(trainer_mod, "validate", fake_validate)
     train(cfg(tmp_path, small_corpus, steps=4, valid_every=2, lr=1e-2,
               init=str(tmp_path / "start.pt")), progress=False)
     log = json.loads((tmp_path / "run" / "log.json").read_text())
@@ -336,14 +338,14 @@ def test_validation_fails_loudly_on_a_bug_in_a_metric(tmp_path, small_corpus, mo
     """Only a metric's missing package gives NaN; any other failure is not hidden."""
     from dcu import metrics
 
-    pairs = train_mod.make_datasets(cfg(tmp_path, small_corpus))[1]
-    model = train_mod.DCUnet("tiny")
+    pairs = make_datasets(cfg(tmp_path, small_corpus))[1]["valid"]
+    model = DCUnet("tiny")
 
     def missing(*args):
         raise ModuleNotFoundError("No module named 'pesq'")
 
     monkeypatch.setattr(metrics, "pesq", missing)
-    row = train_mod.validate(model, pairs, "cpu")
+    row = validate(model, pairs, "cpu")
     assert row["pesq"] != row["pesq"] and row["si_sdr"] == row["si_sdr"]  # NaN, SI-SDR kept
 
     def broken(*args):
@@ -351,4 +353,4 @@ def test_validation_fails_loudly_on_a_bug_in_a_metric(tmp_path, small_corpus, mo
 
     monkeypatch.setattr(metrics, "pesq", broken)
     with pytest.raises(ValueError, match="differ in length"):
-        train_mod.validate(model, pairs, "cpu")
+        validate(model, pairs, "cpu")
