@@ -26,13 +26,14 @@ import numpy as np
 
 from dcu.base.atomic import write_json
 from dcu.baselines import BASELINES
-from dcu.store.checkpoint import load
 from dcu.corpus import corpus_dir, list_pairs
+from dcu.engine import optimize
 from dcu.jobs.enhance import enhance_recording
 from dcu.jobs.evaluate import evaluate_pairs
 from dcu.metrics import METRICS, dnsmos
 from dcu.results import finite, paired, summarize
 from dcu.stft import SAMPLE_RATE
+from dcu.store.checkpoint import load
 
 DNSMOS = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl")
 ALL_METRICS = METRICS + DNSMOS
@@ -44,6 +45,13 @@ def eval_pairs(name: str) -> list[tuple[str, Path, Path]]:
         demo = corpus_dir() / "corpus" / "demo"
         return [("conversation", demo / "conversation_clean.flac", demo / "conversation_noisy.flac")]
     return [(clean.stem, clean, noisy) for noisy, clean in list_pairs(name)]
+
+
+def significant(rows: list, digits: int = 6) -> list:
+    """Per-file rows with every float to ``digits`` significant digits: far below any metric's
+    precision, and the file stays small (written without indentation too, it is read by code)."""
+    return [{k: float(f"{v:.{digits}g}") if isinstance(v, float) else v for k, v in row.items()}
+            for row in rows]
 
 
 def score(pairs, enhance) -> tuple[dict, list]:
@@ -107,16 +115,17 @@ def main(argv=None) -> int:
             if kind == "baseline":
                 enhance = BASELINES[source]
             else:
-                model = load(source, precision=args.precision)
+                model = optimize(load(source), args.precision)
 
                 def enhance(x, sr, model=model):
                     return enhance_recording(model, x, sr)
             summary, rows = score(pairs, enhance)
-            entry["methods"][label] = {"kind": kind, "source": source, "summary": summary, "files": rows}
+            entry["methods"][label] = {"kind": kind, "source": source, "summary": summary,
+                                       "files": significant(rows)}
             entry["paired"] = comparisons(entry["methods"], against)
-            write_json(args.out, finite(doc))
+            write_json(args.out, finite(doc), indent=None)
         entry["paired"] = comparisons(entry["methods"], against)  # also a new --against alone
-        write_json(args.out, finite(doc))
+        write_json(args.out, finite(doc), indent=None)
         print(f"{set_name}: " + ", ".join(f"{k} PESQ {v['summary']['pesq']['mean']:.3f}"
                                           for k, v in entry["methods"].items()))
     return 0
