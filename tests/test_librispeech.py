@@ -6,7 +6,6 @@ import csv
 import hashlib
 import io
 import json
-import shutil
 import tarfile
 from collections import Counter
 from pathlib import Path
