@@ -7,7 +7,16 @@
 the (real, imaginary) parts as two input channels, channels widened by sqrt(2) so the parameter
 count matches, and the same mask on its two output channels.
 
-Book: book/06_architectures.ipynb
+``causal=True`` builds the same network without look-ahead along time: output frame ``t`` depends
+on input frames ``<= t`` only (in eval mode; a training-mode batch norm takes its statistics over
+the whole batch). Each convolution is padded with ``kernel - 1`` zero frames in the past and none
+in the future, and each transposed convolution keeps the first frames of its output (the ones
+built from frames at or before them), so every level stays on the offline model's frame grid and
+the skip connections line up. Frequency is handled as offline. With the centred STFT of
+:mod:`dcu.stft`, frame ``t`` holds samples up to ``t * hop + n_fft / 2``, so a sample comes out
+at most one window (``n_fft`` samples: 64 ms at 1024/256) after it went in.
+
+Book: book/06_architectures.ipynb, book/10_real_time.ipynb
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from dcu.architectures import Architecture, get_architecture
@@ -36,6 +46,7 @@ class ModelConfig:
     leaky_slope: float = 0.01
     n_fft: int = N_FFT
     hop_length: int = HOP_LENGTH
+    causal: bool = False  # no look-ahead along time (frame t sees frames <= t)
 
 
 class Block(nn.Module):
@@ -43,13 +54,16 @@ class Block(nn.Module):
 
     The decoder's last stage is the convolution alone: its output ``O`` goes to the mask.
     Complex network: :mod:`dcu.complex_nn` layers on complex tensors; real twin: ``nn`` layers on
-    real tensors. The kernel is centred (padding ``kernel // 2``), so a stride-1 axis keeps its size.
+    real tensors. The kernel is centred (padding ``kernel // 2``), so a stride-1 axis keeps its size;
+    a causal block pads time on the past side only (:meth:`pad_past`, :meth:`crop_future`).
     """
 
     def __init__(self, cin, cout, kernel, stride, *, transposed, last, cfg: ModelConfig):
         super().__init__()
-        padding = (kernel[0] // 2, kernel[1] // 2)
         self.transposed, self.last = transposed, last
+        # causal: no padding along time inside the convolution; pad_past/crop_future do it
+        self.past = kernel[1] - 1 if cfg.causal else 0
+        padding = (kernel[0] // 2, 0 if cfg.causal else kernel[1] // 2)
         if cfg.network == "complex":
             conv = ComplexConvTranspose2d if transposed else ComplexConv2d
             self.conv = conv(cin, cout, kernel, stride, padding)
@@ -63,8 +77,32 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
         """``output_size``: the (freq, frames) a decoder stage restores (its encoder's input)."""
-        x = self.conv(x, output_size=output_size) if self.transposed else self.conv(x)
+        if self.transposed:
+            x = self.conv(x, output_size=self.full_size(x, output_size))
+            x = self.crop_future(x, output_size)
+        else:
+            x = self.conv(self.pad_past(x))
         return x if self.last else self.act(self.norm(x))
+
+    def pad_past(self, x: torch.Tensor) -> torch.Tensor:
+        """Causal encoder: ``kernel - 1`` zero frames before the first, none after, so output
+        frame ``j`` sees input frames ``j * stride - kernel + 1 ... j * stride``."""
+        return F.pad(x, (self.past, 0)) if self.past else x
+
+    def full_size(self, x: torch.Tensor, output_size):
+        """Causal decoder: the transposed convolution's whole output, ``(frames - 1) * stride +
+        kernel`` frames (unpadded), of which :meth:`crop_future` keeps the first ones."""
+        if not self.past or output_size is None:
+            return output_size
+        return (output_size[-2], (x.shape[-1] - 1) * self.conv.stride[1] + self.past + 1)
+
+    def crop_future(self, x: torch.Tensor, output_size) -> torch.Tensor:
+        """Causal decoder: keep the first ``output_size`` frames. Input frame ``j`` reaches
+        output frames ``j * stride ... j * stride + kernel - 1``, so output frame ``t`` is built
+        from input frames ``<= t / stride`` only."""
+        if not self.past or output_size is None:
+            return x
+        return x[..., :output_size[-1]]
 
 
 def _widen(c: int, network: str, first_or_last: bool) -> int:
@@ -83,6 +121,9 @@ class DCUnet(nn.Module):
         mask: ``"UBD"``, ``"BDSS"`` or ``"BDT"`` (see :mod:`dcu.masks`).
         network: ``"complex"`` (the paper's DCUnet) or ``"real"`` (matched real-valued twin).
         batch_norm: ``"complex"`` (Trabelsi whitening, as in the paper) or ``"naive"``.
+        n_fft, hop_length: the STFT's window and hop in samples (the paper's 1024 and 256).
+        causal: no look-ahead along time (see the module docstring); the default is the paper's
+            offline network.
 
     ``model(waveform)`` maps ``(batch, time)`` or ``(time,)`` float 16 kHz audio to the
     enhanced waveform of exactly the same shape; :func:`dcu.jobs.enhance.enhance_recording` handles
@@ -92,7 +133,8 @@ class DCUnet(nn.Module):
     def __init__(self, arch: str | Architecture = ModelConfig.arch, mask: str = ModelConfig.mask,
                  network: str = ModelConfig.network, batch_norm: str = ModelConfig.batch_norm,
                  leaky_slope: float = ModelConfig.leaky_slope, n_fft: int = ModelConfig.n_fft,
-                 hop_length: int = ModelConfig.hop_length):  # the defaults: ModelConfig's
+                 hop_length: int = ModelConfig.hop_length,
+                 causal: bool = ModelConfig.causal):  # the defaults: ModelConfig's
         super().__init__()
         spec = get_architecture(arch)
         if mask not in MASKS:
@@ -105,8 +147,10 @@ class DCUnet(nn.Module):
         if (n_fft // 2) % spec.freq_multiple:
             raise ValueError(f"{spec.name} needs (n_fft // 2) divisible by {spec.freq_multiple}, "
                              f"got n_fft={n_fft}")
+        if not isinstance(causal, bool):
+            raise ValueError(f"causal must be True or False, got {causal!r}")
         self.config = ModelConfig(spec.name, mask, network, batch_norm, leaky_slope, n_fft,
-                                  hop_length)
+                                  hop_length, causal)
         self.architecture = spec
         w = lambda c, edge=False: _widen(c, network, edge)  # noqa: E731
         n_enc, n_dec = len(spec.encoders), len(spec.decoders)
@@ -181,7 +225,8 @@ class DCUnet(nn.Module):
 
     def extra_repr(self) -> str:
         c = self.config
-        return f"arch={c.arch!r}, mask={c.mask!r}, network={c.network!r}, batch_norm={c.batch_norm!r}"
+        return (f"arch={c.arch!r}, mask={c.mask!r}, network={c.network!r}, "
+                f"batch_norm={c.batch_norm!r}" + (", causal=True" if c.causal else ""))
 
     def config_dict(self) -> dict:
         return asdict(self.config)

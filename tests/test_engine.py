@@ -238,9 +238,10 @@ def test_transposed_convolution_with_few_outputs_matches_functional(out_channels
 
 @pytest.mark.parametrize("network,batch_norm", [("complex", "complex"), ("complex", "naive"),
                                                 ("real", "complex")])
-def test_training_step_matches_reference(network, batch_norm, gauss_threshold):
+@pytest.mark.parametrize("causal", [False, True])
+def test_training_step_matches_reference(network, batch_norm, causal, gauss_threshold):
     torch.manual_seed(5)
-    ref = dcu.DCUnet(MINI, network=network, batch_norm=batch_norm).double()
+    ref = dcu.DCUnet(MINI, network=network, batch_norm=batch_norm, causal=causal).double()
     fast = fast_copy(ref)
     noisy = torch.randn(2, 3000, dtype=torch.float64) * 0.1
     clean = noisy * 0.6
@@ -260,10 +261,12 @@ def test_training_step_matches_reference(network, batch_norm, gauss_threshold):
 @pytest.mark.parametrize("network,batch_norm", [("complex", "complex"), ("complex", "naive"),
                                                 ("real", "naive")])
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-11), (torch.float32, 1e-4)])
+@pytest.mark.parametrize("causal", [False, True])
 def test_inference_with_folded_batch_norm_matches_reference(network, batch_norm, dtype, tol,
-                                                             gauss_threshold):
+                                                             causal, gauss_threshold):
     torch.manual_seed(6)
-    ref = _randomise_norms(dcu.DCUnet(MINI, network=network, batch_norm=batch_norm)).to(dtype).eval()
+    ref = _randomise_norms(dcu.DCUnet(MINI, network=network, batch_norm=batch_norm,
+                                      causal=causal)).to(dtype).eval()
     fast = fast_copy(ref)
     wave = torch.randn(2, 4000, dtype=dtype) * 0.1
     with torch.inference_mode():

@@ -116,18 +116,23 @@ class FastBlock(Block):
 
     def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
         slope = None if self.last else self.act.negative_slope
+        # causal blocks (dcu.unet.Block): pad the past, ask for the whole output, crop the future
+        size = self.full_size(x, output_size) if self.transposed else None
+        x = x if self.transposed else self.pad_past(x)
         if not self.training and not torch.is_grad_enabled():
             if self.norm is not None and isinstance(self.conv, _COMPLEX_CONVS) and gauss_pays(
                     x, self.conv.in_channels, self.conv.out_channels, self.conv.kernel_size):
-                x = self.conv(x, output_size, mix=self.norm_mix())
+                x = self.conv(x, size, mix=self.norm_mix())
             else:
                 w, b = self.folded_weight_bias()
-                x = self._conv(x, w, b, output_size)
+                x = self._conv(x, w, b, size)
+            x = self.crop_future(x, output_size)
             return x if self.last else F.leaky_relu_(x, slope)
         if isinstance(self.conv, _COMPLEX_CONVS):
-            x = self.conv(x, output_size)
+            x = self.conv(x, size)
         else:
-            x = self._conv(x, self.conv.weight, self.conv.bias, output_size)
+            x = self._conv(x, self.conv.weight, self.conv.bias, size)
+        x = self.crop_future(x, output_size)
         if self.last:
             return x
         # the norm's backward never needs its output, so the activation may overwrite it
