@@ -21,7 +21,7 @@ PARTS = {
     "Layers": {"complex_nn", "masks"},
     "Objectives": {"losses"},
     "Model": {"architectures", "unet"},
-    "Engine": {"engine"},
+    "Engine": {"engine", "stream"},  # stream: the engine's model run hop by hop
     "Store": {"store"},
     "Data": {"data", "corpus", "mixing", "augment", "download", "librispeech"},
     "Metrics": {"metrics", "composite", "baselines", "results"},
