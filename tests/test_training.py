@@ -303,6 +303,8 @@ def test_the_model_options_stay_flat_and_fill_the_nested_model_config():
     c, resume = config_from_args(["--arch", "tiny", "--mask", "UBD", "--network", "real",
                                   "--batch-norm", "naive", "--resume"])
     assert resume and c.model == ModelConfig("tiny", "UBD", "real", "naive")
+    c, _ = config_from_args(["--causal", "--n-fft", "512", "--hop-length", "128"])
+    assert c.model == ModelConfig(causal=True, n_fft=512, hop_length=128)  # a 32 ms causal model
     assert TrainConfig(arch="tiny", mask="BDSS") == TrainConfig(model=ModelConfig("tiny", "BDSS"))
     assert TrainConfig().model == ModelConfig()  # the defaults are the model's
     with pytest.raises(SystemExit):

@@ -36,8 +36,9 @@ __all__ = ["FLAT_MODEL_OPTIONS", "LIMITS", "TrainConfig", "check_value", "config
            "make_datasets", "parse_snrs"]
 
 #: The model options ``dcu train`` takes flat (``--arch``, ``--mask``, ``--network``,
-#: ``--batch-norm``), and :class:`TrainConfig` accepts as keywords: fields of :attr:`TrainConfig.model`.
-FLAT_MODEL_OPTIONS = ("arch", "mask", "network", "batch_norm")
+#: ``--batch-norm``, ``--causal``, ``--n-fft``, ``--hop-length``), and :class:`TrainConfig`
+#: accepts as keywords: fields of :attr:`TrainConfig.model`.
+FLAT_MODEL_OPTIONS = ("arch", "mask", "network", "batch_norm", "causal", "n_fft", "hop_length")
 
 
 @dataclass
