@@ -1,7 +1,8 @@
 """The ``dcu`` command line: a thin face over the package's job modules.
 
     dcu demo                      enhance a shipped noisy recording, print PESQ/STOI before/after
-    dcu enhance INPUT... [--model NAME_OR_PATH] [--out DIR] [--dnsmos]
+    dcu enhance INPUT... [--model NAME_OR_PATH] [--out DIR] [--dnsmos] [--stream]
+    dcu stream - --model CAUSAL    live: raw 16-bit 16 kHz mono PCM from stdin to stdout
     dcu evaluate --clean DIR --noisy DIR (--model M | --baseline B | --enhanced DIR) [--json F] [--csv F]
     dcu train [--arch DCUnet-20 ...] [--resume]
     dcu plot-log RUN_DIR_OR_LOG [--out PNG]
@@ -38,6 +39,7 @@ from dcu.version import __version__
 COMMANDS = {  # name: (module in dcu, its entry point, help)
     "demo": ("jobs.demo", "demo_cli", "enhance a shipped noisy recording and print metrics"),
     "enhance": ("jobs.enhance", "enhance_cli", "enhance audio files or folders"),
+    "stream": ("jobs.live", "stream_cli", "enhance live audio, raw PCM from stdin to stdout"),
     "evaluate": ("jobs.evaluate", "evaluate_cli", "metrics of a model or baseline on paired folders"),
     "train": ("training.trainer", "train_cli", "train a DCUnet (resumable, torchrun-ready)"),
     "plot-log": ("plots", "plot_log_cli", "plot a training run's curves"),

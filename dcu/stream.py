@@ -14,6 +14,9 @@ inverse STFT for the samples later frames will still add to. Its output, concate
 causal model's output on the whole recording, ``model(x)``, preceded by ``latency_samples``
 zeros (``tests/test_stream.py``); :meth:`StreamingEnhancer.flush` pads the end as the model does.
 
+On the command line (:mod:`dcu.jobs.live`): ``dcu stream - --model CAUSAL.pt`` cleans raw PCM from
+standard input to standard output as it comes, ``dcu enhance --stream`` files hop by hop.
+
 Latency: the centred STFT's frame ``t`` holds samples up to ``t * hop + n_fft / 2``, and the
 overlap-add finishes a sample once the last frame covering it is in, so a sample leaves at most
 ``n_fft`` samples after it arrived: ``latency_samples = n_fft``, 64 ms with the paper's 1024/256,

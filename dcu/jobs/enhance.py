@@ -41,6 +41,7 @@ from dcu.engine import PRECISIONS, flush_denormals, optimize
 from dcu.jobs.folders import find_inputs, output_path, plan_outputs
 from dcu.level import LEVEL_WINDOW_DBFS, level_dbfs, level_gain, level_gain_db
 from dcu.stft import SAMPLE_RATE
+from dcu.jobs.live import describe_streaming, stream_recording, streaming_enhancer
 from dcu.store.checkpoint import load
 
 __all__ = ["check_chunk_seconds", "chunked", "enhance_cli", "enhance_file", "enhance_recording",
@@ -194,9 +195,9 @@ def chunked(fn, x: torch.Tensor, chunk: int, overlap: int, align: int = 1,
 
 
 def enhance_file(model, src, dst, overwrite: bool = False, chunk_seconds: float = 10.0,
-                 dnsmos: bool = False, level_window=LEVEL_WINDOW_DBFS) -> dict:
+                 dnsmos: bool = False, level_window=LEVEL_WINDOW_DBFS, enhancer=None) -> dict:
     """Enhance one file into ``dst`` at the input's rate and channel count; returns a summary
-    (``level_dbfs``: the input's level per channel)."""
+    (``level_dbfs``: the input's level per channel; ``enhancer``: hop by hop, dcu.jobs.live)."""
     src, dst = Path(src), output_path(Path(dst))
     if dst.resolve() == src.resolve():
         raise AudioError(f"{src}: the output would overwrite the input; choose another --out")
@@ -204,8 +205,9 @@ def enhance_file(model, src, dst, overwrite: bool = False, chunk_seconds: float 
         raise AudioError(f"{dst}: already exists; delete it, choose another --out, or pass --overwrite")
     chunk_seconds = check_chunk_seconds(chunk_seconds)
     wav, rate = read_audio(src)  # (channels, time) at the file's rate, within dcu's limits
-    out = enhance_recording(model, wav, rate, chunk_seconds=chunk_seconds, level_window=level_window,
-                            progress=wav.shape[-1] / rate > 6 * chunk_seconds)
+    out, streamed = stream_recording(enhancer, wav, rate, level_window) if enhancer else (
+        enhance_recording(model, wav, rate, chunk_seconds=chunk_seconds, level_window=level_window,
+                          progress=wav.shape[-1] / rate > 6 * chunk_seconds), {})
     try:
         save_audio(dst, out if out.shape[0] > 1 else out[0], rate, overwrite=overwrite)
     except PermissionError:
@@ -214,7 +216,7 @@ def enhance_file(model, src, dst, overwrite: bool = False, chunk_seconds: float 
         raise AudioError(f"{dst}: cannot write ({exc.strerror or exc}); choose another --out") from None
     summary = {"input": str(src), "output": str(dst), "seconds": wav.shape[-1] / rate,
                "channels": wav.shape[0], "sample_rate": rate,
-               "level_dbfs": [level_dbfs(ch) for ch in wav]}
+               "level_dbfs": [level_dbfs(ch) for ch in wav], **streamed}
     if dnsmos:
         mono_in, mono_out = wav.mean(0), out.mean(0)
         summary["dnsmos_before"] = metrics.dnsmos(mono_in, rate)
@@ -239,6 +241,7 @@ def enhance_cli(argv: list[str]) -> int:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="auto (bfloat16 where the device runs it natively), fp32 or bf16")
+    p.add_argument("--stream", action="store_true", help="hop by hop, as live (a causal model)")
     args = p.parse_args(argv)
     flush_denormals()
     fail = "dcu enhance: error: "
@@ -266,7 +269,8 @@ def enhance_cli(argv: list[str]) -> int:
             return 1
     try:
         model = optimize(load(args.model, map_location=torch.device(args.device)), args.precision)
-    except Exception as exc:  # a bad name or file, an unknown or missing device
+        enhancer = streaming_enhancer(model, args.model, args.precision) if args.stream else None
+    except Exception as exc:  # a bad name or file, an unknown or missing device, not causal
         _say(fail + describe_failure(args.model, exc))
         return 1
     for e in errors:
@@ -275,7 +279,7 @@ def enhance_cli(argv: list[str]) -> int:
     for src, dst in tqdm(jobs, desc="enhance", unit="file", disable=len(jobs) < 2):
         try:
             s = enhance_file(model, src, dst, args.overwrite, args.chunk_seconds, args.dnsmos,
-                             None if args.keep_level else LEVEL_WINDOW_DBFS)
+                             None if args.keep_level else LEVEL_WINDOW_DBFS, enhancer)
         except Exception as exc:  # any failure stays with its file; Ctrl-C still stops all
             _say(fail + describe_failure(src, exc))
             failed += 1
@@ -286,6 +290,7 @@ def enhance_cli(argv: list[str]) -> int:
             low, high = LEVEL_WINDOW_DBFS
             line += (f"\n  level {', '.join(outside)} dBFS, outside {low:g} to {high:g}: enhanced at the "
                      "nearest edge and scaled back (--keep-level: as recorded)")
+        line += f"\n  {describe_streaming(s)}" if enhancer else ""
         if args.dnsmos:
             b, a = s["dnsmos_before"], s["dnsmos_after"]
             line += (f"\n  DNSMOS  SIG {b['sig']:.2f} -> {a['sig']:.2f}   BAK {b['bak']:.2f} -> "
