@@ -88,3 +88,23 @@ def test_stream_recording_equals_the_whole_file_at_any_rate_and_channel_count():
     assert got.shape == stereo.shape and got.dtype == np.float32
     assert np.abs(got - want).max() < 1e-4
     assert timing["latency_ms"] == 64 and timing["rtf"] > 0 and timing["hop_ms_p99"] > 0
+
+
+def test_bench_stream_prints_a_row_per_setting_and_writes_json(tmp_path, capsys):
+    from dcu.jobs import speed as bench
+
+    out = tmp_path / "stream.json"
+    assert bench.bench_cli(["--stream", "--quick", "--arch", "tiny", "--stft", "1024/256",
+                            "512/128", "--json", str(out)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert [line.split()[:3] for line in table[3:7]] == [
+        ["tiny", "fp32", "64ms"], ["tiny", "bf16", "64ms"], ["tiny", "fp32", "32ms"],
+        ["tiny", "bf16", "32ms"]]
+    rows = __import__("json").loads(out.read_text())["results"]
+    assert [(r["n_fft"], r["hop_length"], r["hop_ms"]) for r in rows[::2]] == [(1024, 256, 16),
+                                                                               (512, 128, 8)]
+    assert all(0 < r["hop_ms_median"] <= r["hop_ms_p99"] and r["stream_rtf"] > 0
+               and r["offline_rtf"] > 0 for r in rows)
+    with pytest.raises(SystemExit):
+        bench.bench_cli(["--stream", "--stft", "1024"])
+    assert "give N_FFT/HOP, such as 1024/256" in capsys.readouterr().err

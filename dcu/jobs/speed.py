@@ -22,6 +22,8 @@ training steps, and reports the high-water mark (Linux's ``VmHWM``) minus that b
 activations, gradients and optimiser state, as the operating system sees them (glibc's default
 malloc settings there, see :func:`peak_training_memory`).
 
+``dcu bench --stream``: the causal models hop by hop on one thread (:mod:`dcu.jobs.live`).
+
 Book: book/06_architectures.ipynb
 """
 
@@ -46,6 +48,7 @@ import torch.nn.functional as F
 from dcu.architectures import ARCHITECTURES, get_architecture
 from dcu.base.atomic import write_json
 from dcu.engine import PRECISIONS, autocast, optimize, reference, resolve_precision, tune_cpu
+from dcu.jobs.live import run_stream_bench, stft_setting
 from dcu.losses import wsdr_loss
 from dcu.stft import HOP_LENGTH, N_FFT, SAMPLE_RATE, padded_length
 from dcu.unet import DCUnet
@@ -327,10 +330,17 @@ def bench_cli(argv: list[str]) -> int:
                    help="also time training with torch.compile (compile time and step time)")
     p.add_argument("--reference", action="store_true",
                    help="time the reference code (dcu.complex_nn / dcu.unet, no engine)")
+    p.add_argument("--stream", action="store_true", help="time the causal models hop by hop on "
+                   "one thread, fp32 and bf16, beside offline (see dcu.jobs.live)")
+    p.add_argument("--stft", nargs="+", type=stft_setting, default=[(1024, 256)],
+                   metavar="N_FFT/HOP", help="with --stream: STFT settings (512/128: 32 ms)")
     args = p.parse_args(argv)
     if args.json and args.json.exists():
         p.error(f"{args.json} already exists; choose a new file name (results never overwrite)")
     archs = args.arch or (QUICK_ARCHS if args.quick else FULL_ARCHS)
+    if args.stream:
+        run_stream_bench(archs, args.stft, 3.0 if args.quick else 10.0, args.json)
+        return 0
     reps = args.reps or (2 if args.quick else 3)
     settings = tune_cpu(args.threads)
     peaks = {prec: conv_peak_gflops(prec, batch=2 if args.quick else 8, reps=2 if args.quick else 3)
