@@ -165,3 +165,11 @@ def test_frame_conv_transpose_equals_a_cropped_transposed_convolution(kernel, st
         got += [layer.step(r) for r in range(stride[1])]
     frames = x.shape[-1] * stride[1]
     torch.testing.assert_close(torch.stack(got, -1), want[..., :frames], rtol=1e-5, atol=1e-5)
+
+
+def test_a_float64_model_streams_in_float32():
+    model = randomise_norms(make("tiny", causal=True)).eval()
+    x = speechlike(3000, seed=11).numpy()
+    want = whole(model, x)
+    got = stream(StreamingEnhancer(model.double()), x)[1024:]  # weights taken as float32
+    assert got.dtype == np.float32 and np.abs(got - want).max() <= 1e-5

@@ -118,6 +118,11 @@ def _fast_blocks(model):
     return fast.encoders, fast.decoders
 
 
+def _on_cpu(tensors):
+    """Folded weights as float32 on the CPU, wherever the model lives: a stream runs there."""
+    return [t.detach().float().cpu() for t in tensors]
+
+
 class StreamingNetwork:
     """``model``'s U-Net (a causal :class:`dcu.DCUnet`, its eval-mode weights as they are now),
     one frame at a time: :meth:`step` maps the network's input frame (stacked real ``(2, bins)``:
@@ -135,16 +140,16 @@ class StreamingNetwork:
         self.encoders, self.decoders = [], []
         with torch.no_grad():
             for level, block in enumerate(encoders):
-                w, b = block.folded_weight_bias()
-                self.encoders.append(FrameConv(w.float(), b.float(), block.conv.stride[0],
+                w, b = _on_cpu(block.folded_weight_bias())
+                self.encoders.append(FrameConv(w, b, block.conv.stride[0],
                                                block.conv.padding[0], bins[level][0],
                                                block.act.negative_slope, self.dtype))
             n = len(encoders)
             for i, block in enumerate(decoders):
-                w, b = block.folded_weight_bias()
+                w, b = _on_cpu(block.folded_weight_bias())
                 slope = None if block.last else block.act.negative_slope
                 self.decoders.append(FrameConvTranspose(
-                    w.float(), b.float(), block.conv.stride, block.conv.padding[0],
+                    w, b, block.conv.stride, block.conv.padding[0],
                     bins[n - i][0], bins[n - i - 1][0], slope, self.dtype))
         strides = [s[1] for *_, s in arch.encoders]
         self.time_strides = strides
