@@ -17,11 +17,12 @@ from dcu.training.config import config_from_args
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERAL = ROOT / "dcu" / "scripts" / "train_general.sh"
+VOICES = ROOT / "dcu" / "scripts" / "train_voices.sh"
 
 
-def run_driver(tmp_path: Path, args: list[str], **env) -> tuple[subprocess.CompletedProcess, list]:
-    """Run ``bash train_general.sh ARGS`` from the repository root; returns the finished process
-    and the argument lists the stand-in ``python3`` was called with."""
+def run_driver(tmp_path: Path, args: list[str], script: Path = GENERAL, **env) -> tuple[subprocess.CompletedProcess, list]:
+    """Run ``bash SCRIPT ARGS`` (default train_general.sh) from the repository root; returns the
+    finished process and the argument lists the stand-in ``python3`` was called with."""
     bin_dir, record = tmp_path / "bin", tmp_path / "calls.jsonl"
     bin_dir.mkdir(exist_ok=True)
     stub = bin_dir / "python3"
@@ -30,7 +31,7 @@ def run_driver(tmp_path: Path, args: list[str], **env) -> tuple[subprocess.Compl
                     f"{record} \"$@\"\n")
     stub.chmod(0o755)
     full_env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", **env}
-    done = subprocess.run(["bash", str(GENERAL), *args], cwd=ROOT, env=full_env,
+    done = subprocess.run(["bash", str(script), *args], cwd=ROOT, env=full_env,
                           capture_output=True, text=True, timeout=60)
     calls = [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
     return done, calls
@@ -89,3 +90,31 @@ def test_general_refuses_an_unknown_mode_before_training(tmp_path, mode):
     done, calls = run_driver(tmp_path, [mode, str(tmp_path / "r")])
     assert done.returncode == 2 and "usage:" in done.stderr
     assert train_calls(calls) == []
+
+
+def test_voices_cpu_trains_on_many_voices_and_selects_by_unseen_voices(tmp_path):
+    runs = tmp_path / "runs"
+    done, calls = run_driver(tmp_path, ["cpu", str(runs)], script=VOICES)
+    assert done.returncode == 0, done.stderr
+    assert any(argv[:5] == ["-m", "dcu", "data", "download", "librispeech"] for argv in calls)
+    configs = train_calls(calls)
+    assert [(c.model.arch, c.steps, c.init, c.lr) for c, _ in configs] == \
+           [("DCUnet-10", 3000, "dcunet10", 1e-4), ("DCUnet-16", 3000, "dcunet16", 1e-4),
+            ("DCUnet-20", 2000, "dcunet20", 1e-4)]
+    for (c, resume), n in zip(configs, (10, 16, 20)):
+        assert not resume and not c.model.causal and c.out == str(runs / f"voices{n}")
+        assert (c.extra_speech, c.source_weights) == ("p239,librispeech", "pairs=1,p239=1,librispeech=1")
+        assert (c.valid_sets, c.select_by) == ("valid,p239_valid,voices_valid", "pesq_stoi")
+        assert (c.speed, c.gain_db, c.speech_free_prob, c.remix_prob) == ("0.9,1.1", "-10,6", 0.0, 0.5)
+
+
+def test_voices_scratch_causal_twin_and_resume(tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "voices10_causal").mkdir(parents=True)
+    (runs / "voices10_causal" / "last.pt").write_bytes(b"")
+    done, calls = run_driver(tmp_path, ["cpu", str(runs)], script=VOICES, MODELS="10", INIT="scratch",
+                             CAUSAL="1", TAG="_causal", WEIGHTS="", STEPS10="40")
+    assert done.returncode == 0, done.stderr
+    [(c, resume)] = train_calls(calls)
+    assert resume and c.model.causal and c.init == "" and c.lr == 1e-3 and c.steps == 40
+    assert c.source_weights == "" and c.out == str(runs / "voices10_causal")

@@ -20,7 +20,8 @@
 #   bash dcu/scripts/train_voices.sh cpu [RUNS_DIR]   one thread per process, niced
 #   bash dcu/scripts/train_voices.sh gpu [RUNS_DIR]   the models at once on one GPU
 # MODELS ("10 16 20"), INIT ("shipped" or "scratch"), STEPS10/16/20, LR, WARMUP, VALID_EVERY,
-# WEIGHTS, SEED and TAG (a suffix of the run folder) override the recipe.
+# WEIGHTS, SEED and TAG (a suffix of the run folder) override the recipe; CAUSAL=1 trains the
+# causal twin (`--causal`, no look-ahead; with INIT=scratch, the same budget as the offline run).
 # Runs: RUNS_DIR/voices{N}{TAG}/ (best.pt, last.pt, log.csv, log.json), logs RUNS_DIR/voices{N}{TAG}.log
 set -eu
 MODE=${1:-cpu}
@@ -39,6 +40,8 @@ if [ -d ../shared/data/librispeech ]; then
 else
   python3 -m dcu data download librispeech
 fi
+ARCH=()
+[ "${CAUSAL:-0}" = 1 ] && ARCH=(--causal)
 DATA=(--train-pairs all --extra-speech p239,librispeech "--source-weights=$WEIGHTS" --remix-prob 0.5
       --speed 0.9,1.1 --speed-prob 0.5 "--gain-db=-10,6" --valid-sets valid,p239_valid,voices_valid
       --select-by pesq_stoi --precision auto --seed "${SEED:-0}")
@@ -65,7 +68,7 @@ train_one() {  # arch number
   local start=() resume=()
   [ "$INIT" = shipped ] && start=(--init "dcunet$n")
   [ -f "$out/last.pt" ] && resume=(--resume)
-  "${NICE[@]}" python3 -m dcu train --arch "DCUnet-$n" "${start[@]}" --steps "${STEPS[$n]}" "${RUN[@]}" \
+  "${NICE[@]}" python3 -m dcu train --arch "DCUnet-$n" "${ARCH[@]}" "${start[@]}" --steps "${STEPS[$n]}" "${RUN[@]}" \
     "${DATA[@]}" --out "$out" "${resume[@]}" >> "$RUNS/voices$n$TAG.log" 2>&1
 }
 
