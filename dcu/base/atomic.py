@@ -9,6 +9,9 @@ one, never half a file.
 - **Permissions.** ``tempfile.mkstemp`` creates files readable by their owner only (0600); the
   rename would keep that. The temporary file is set to ``0666 & ~umask`` (usually 0644), or to
   the mode of the file being replaced, as a shell redirection would.
+- **Names claimed, not taken.** ``overwrite=False`` links the complete file to its name, which
+  fails if the name exists by then, so of two processes writing one new name exactly one wins
+  and the other is told, instead of one result silently replacing the other.
 - **Stale temporaries.** The temporary file's name carries the writer's process id
   (``.NAME.dcu-PID-XXXX.tmp``). A writer killed with ``kill -9`` cannot remove it, so each write
   first removes temporaries of the same destination whose process no longer runs (on this
@@ -24,6 +27,7 @@ It imports nothing from dcu. Book: book/07_training.ipynb (checkpoints)
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -68,12 +72,16 @@ def clean_stale_temporaries(path) -> list[Path]:
     return removed
 
 
-def atomic_write(path, write) -> Path:
+def atomic_write(path, write, overwrite: bool = True) -> Path:
     """Call ``write(tmp_path)`` to fill a temporary file, then rename it to ``path``.
 
     ``write`` receives a :class:`pathlib.Path` in ``path``'s folder and must write the complete
     file there (and close it). On any error or interrupt the temporary file is removed and the
     old ``path``, if any, is untouched. Missing folders are created. Returns ``path``.
+
+    With ``overwrite=False`` the name is claimed atomically: the complete file is hard-linked to
+    ``path``, which fails if any file has that name by then (another process may have written it
+    since the caller looked), and ``FileExistsError`` is raised with nothing replaced.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,12 +99,28 @@ def atomic_write(path, write) -> Path:
         except OSError:
             mode = default_mode()
         os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            _claim_name(tmp, path)
     except BaseException:
         if tmp.exists():
             tmp.unlink()
         raise
     return path
+
+
+def _claim_name(tmp: Path, path: Path) -> None:
+    """Give the complete file ``tmp`` the name ``path`` unless that name is taken."""
+    try:
+        os.link(tmp, path)  # atomic, and never replaces: EEXIST if the name is taken
+    except FileExistsError:
+        raise FileExistsError(errno.EEXIST, "already exists", str(path)) from None
+    except OSError:  # a file system without hard links: create the name exclusively, then fill it
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
 
 
 def write_json(path, data, indent: int = 1) -> Path:
