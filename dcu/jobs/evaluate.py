@@ -34,6 +34,7 @@ import numpy as np
 
 from dcu.audio import AUDIO_EXTENSIONS, load_audio
 from dcu.base.atomic import atomic_write
+from dcu.base.guard import special_file
 from dcu.baselines import BASELINES
 from dcu.data import PairedFolder, corpus_dir, list_pairs
 from dcu.engine import PRECISIONS, optimize
@@ -298,7 +299,10 @@ def evaluate_cli(argv: list[str]) -> int:
 
 # -- the result files --------------------------------------------------------------------
 def _ours(path: Path, kind: str) -> bool:
-    """True when an existing file is empty or was written by dcu evaluate."""
+    """True when an existing file is empty or was written by dcu evaluate (a named pipe, device
+    or socket is not, and is never opened)."""
+    if special_file(path):
+        return False
     if path.stat().st_size == 0:
         return True
     try:
@@ -315,7 +319,8 @@ def _write_atomic(path, text: str, kind: str) -> None:
     if path.exists() and not _ours(path, kind):
         raise FileExistsError(f"{path}: exists and was not written by {TOOL}; "
                               "choose another file name or delete it first")
-    atomic_write(path, lambda tmp: tmp.write_text(text, newline=""))
+    # a file name the OS gave as bytes that are not UTF-8 is written back as those bytes
+    atomic_write(path, lambda tmp: tmp.write_text(text, newline="", errors="surrogateescape"))
 
 
 def plan_result_files(outputs: dict, inputs) -> str | None:
