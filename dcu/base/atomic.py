@@ -20,13 +20,15 @@ one, never half a file.
 
 - **One worker per job.** :func:`claim` takes an operating-system lock on a lock file
   (``filelock``), so of two processes racing for it exactly one gets it, and a killed worker's
-  lock goes with it; :func:`release` drops it.
+  lock goes with it; :func:`release` drops it. :func:`locked` holds one for a ``with`` block,
+  waiting for it (a read-modify-write of a file that several processes update).
 
 It imports nothing from dcu. Book: book/07_training.ipynb (checkpoints)
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import tempfile
@@ -35,7 +37,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 __all__ = ["atomic_write", "write_json", "clean_stale_temporaries", "default_mode", "claim",
-           "release"]
+           "locked", "release"]
 
 
 def default_mode() -> int:
@@ -150,6 +152,15 @@ def claim(lock) -> bool:
         return False
     _HELD[key] = held
     return True
+
+
+@contextlib.contextmanager
+def locked(lock, timeout: float = 600.0):
+    """Hold the lock file ``lock`` for a ``with`` block, waiting up to ``timeout`` seconds while
+    another process holds it (``filelock``; for short read-modify-write sections such as adding
+    a run to a shared grid file)."""
+    with FileLock(lock, timeout=timeout, thread_local=False):
+        yield
 
 
 def release(lock) -> None:
