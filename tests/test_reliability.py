@@ -32,7 +32,7 @@ import soundfile as sf
 import torch
 
 import dcu
-from dcu.checkpoint import CheckpointError, read_checkpoint, resolve, with_checksum
+from dcu.store.checkpoint import CheckpointError, read_checkpoint, resolve, with_checksum
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
@@ -167,7 +167,7 @@ def test_a_config_that_disagrees_with_its_training_config_is_refused(tmp_path):
 def test_shipped_format_1_files_load_and_are_checked_by_the_old_rule_and_for_consistency(tmp_path, name):
     shipped = resolve(name)
     assert torch.load(shipped, weights_only=True)["format_version"] == 1  # as shipped
-    assert dcu.load(name, engine=False).config.mask == "BDT"
+    assert dcu.load(name).config.mask == "BDT"
     flat = edited(Path(shutil.copy(shipped, tmp_path / "edited.pt")),
                   lambda p: p["config"].update(mask="UBD"))
     with pytest.raises(CheckpointError, match="training config it records says mask='BDT'"):
@@ -238,7 +238,7 @@ LIBRARY_READS = r"""
 import sys
 import dcu
 from dcu.audio import AudioError, load_audio
-from dcu.checkpoint import CheckpointError
+from dcu.store.checkpoint import CheckpointError
 for wav, model in zip(sys.argv[1::2], sys.argv[2::2]):
     for read, path, error in ((load_audio, wav, AudioError), (dcu.load, model, CheckpointError)):
         try:
@@ -416,6 +416,7 @@ def own_corpus(tmp_path, small_corpus):
     return root
 
 
+@pytest.mark.slow  # two training processes and a resume: > 13 s on the 2 shared cores
 def test_two_trainings_in_one_out_refuse_the_second(tmp_path, small_corpus):
     run = tmp_path / "run"
     args = [*TRAIN, "--data", str(small_corpus), "--valid-every", "100000", "--checkpoint-every", "1",
@@ -442,21 +443,9 @@ def test_two_trainings_in_one_out_refuse_the_second(tmp_path, small_corpus):
     assert code == 0, err  # the lock died with its process
 
 
-def test_the_lock_is_per_out_folder_in_one_process_too(tmp_path, small_corpus):
-    from dcu.train import TrainConfig, Trainer, TrainingError
-
-    cfg = TrainConfig(arch="tiny", data=str(small_corpus), out=str(tmp_path / "run"), device="cpu")
-    first = Trainer(cfg, progress=False)
-    with pytest.raises(TrainingError, match=re.escape(str(tmp_path / "run")) + ": another dcu train"):
-        Trainer(cfg, progress=False)
-    Trainer(TrainConfig(arch="tiny", data=str(small_corpus), out=str(tmp_path / "other"),
-                        device="cpu"), progress=False).close()
-    first.close()
-    Trainer(cfg, progress=False).close()  # free again
-
-
+@pytest.mark.slow  # five short runs, each validated: > 13 s on the 2 shared cores
 def test_resume_refuses_changed_training_data_unless_allowed(tmp_path, own_corpus):
-    from dcu.train import TrainConfig, TrainingError, train
+    from dcu.training import TrainConfig, TrainingError, train
 
     def cfg(steps, **kw):
         return TrainConfig(arch="tiny", data=str(own_corpus), batch_size=4, steps=steps,
