@@ -97,13 +97,17 @@ def stamp(payload: dict, version: int) -> dict:
 
 def checksum_problem(payload: dict) -> str | None:
     """Why ``payload``'s checksums refuse it, in words; ``None`` when they hold (format 1: the
-    tensor checksum, where the file has one; format 2: both)."""
+    tensor checksum, where the file has one; format 2, or any file carrying a format 2 checksum:
+    both)."""
     meta = payload["metadata"]
     stored = meta.get("tensor_sha256")
     if stored is not None and stored != tensor_checksum(payload):
         return ("its tensors do not match the checksum stored with them (the file was damaged "
                 "on disk or in transfer)")
-    if payload["format_version"] >= 2 and meta.get(CHECKSUM) != content_checksum(payload):
+    # a format 1 writer never wrote CHECKSUM: a file that has one is checked whatever its header
+    # says, so lowering format_version cannot switch the check off
+    if (payload["format_version"] >= 2 or CHECKSUM in meta) and \
+            meta.get(CHECKSUM) != content_checksum(payload):
         return ("its config, metadata or training state do not match the checksum stored with "
                 "them (the file was edited, or damaged)")
     return None
