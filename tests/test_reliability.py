@@ -544,6 +544,9 @@ def test_exit_status_table(tmp_path, tiny_ckpt):
                              "--baseline", "noisy"],
         "plot-log": ["plot-log", tmp_path / "nope"],
         "export": ["export", "--onnx", tmp_path / "m.onnx", "--model", tmp_path / "missing.pt"],
+        "export-taken": ["export", "--onnx", tmp_path / "c" / "good.wav", "--model", tiny_ckpt],
+        "bench-taken": ["bench", "--json", tmp_path / "c" / "good.wav"],
+        "ablation-foreign": ["ablation", "--grid", "quick", "--out", tmp_path / "c" / "good.wav"],
     }
     for what, (code, out, err) in zip(failed_file, dcu_calls(*failed_file.values())):
         assert code == 1, (what, err)

@@ -125,11 +125,13 @@ def _claim_name(tmp: Path, path: Path) -> None:
     tmp.unlink()
 
 
-def write_json(path, data, indent: int = 1) -> Path:
-    """``data`` as JSON in ``path``, through :func:`atomic_write`."""
+def write_json(path, data, indent: int = 1, overwrite: bool = True) -> Path:
+    """``data`` as JSON in ``path``, through :func:`atomic_write` (``overwrite=False``: a new
+    file only, ``FileExistsError`` otherwise)."""
     import json
 
-    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=indent) + "\n"))
+    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=indent) + "\n"),
+                        overwrite)
 
 
 #: The run locks this process holds (:func:`claim`), by resolved path.

@@ -45,6 +45,7 @@ import torch.nn.functional as F
 
 from dcu.architectures import ARCHITECTURES, get_architecture
 from dcu.base.atomic import write_json
+from dcu.base.guard import shown
 from dcu.engine import PRECISIONS, autocast, optimize, reference, resolve_precision, tune_cpu
 from dcu.losses import wsdr_loss
 from dcu.stft import HOP_LENGTH, N_FFT, SAMPLE_RATE, padded_length
@@ -328,8 +329,10 @@ def bench_cli(argv: list[str]) -> int:
     p.add_argument("--reference", action="store_true",
                    help="time the reference code (dcu.complex_nn / dcu.unet, no engine)")
     args = p.parse_args(argv)
+    taken = f"dcu bench: error: {args.json}: already exists; choose a new file name (results never overwrite)"
     if args.json and args.json.exists():
-        p.error(f"{args.json} already exists; choose a new file name (results never overwrite)")
+        print(shown(taken), file=sys.stderr)
+        return 1
     archs = args.arch or (QUICK_ARCHS if args.quick else FULL_ARCHS)
     reps = args.reps or (2 if args.quick else 3)
     settings = tune_cpu(args.threads)
@@ -357,7 +360,11 @@ def bench_cli(argv: list[str]) -> int:
                                "batch_norm": args.batch_norm, "train_batch": "8 x 2 s",
                                "inference_clip_seconds": 10},
                   "results": rows}
-        write_json(args.json, report)
+        try:
+            write_json(args.json, report, overwrite=False)  # claimed: a file made meanwhile stays
+        except FileExistsError:
+            print(shown(taken), file=sys.stderr)
+            return 1
         print(f"wrote {args.json}")
     return 0
 
