@@ -227,7 +227,8 @@ def test_special_files_are_refused_before_any_read_and_never_hang(tmp_path, spec
                   (["enhance", wav, "--model", tiny_ckpt, "--out", tmp_path / "o"], wav),
                   (["evaluate", "--clean", tmp_path / "c", "--noisy", tmp_path / "n", "--model",
                     model], model),
-                  (["train", "--init", model, "--arch", "tiny", "--out", tmp_path / "run"], model)]
+                  (["train", "--init", model, "--arch", "tiny", "--out", tmp_path / "run"], model),
+                  (["plot-log", model], model)]
     for (args, named), (code, out, err) in zip(calls, dcu_calls(*(c for c, _ in calls), timeout=90)):
         assert code == 1, (args, err)
         line = one_error_line(err, str(named))
