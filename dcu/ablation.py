@@ -13,7 +13,8 @@ the unseen-speaker set; the result file holds per run its settings, wall and CPU
 training log, and the metrics' means and per-file values, so every comparison can be recomputed
 (:func:`difference`; chapter 7 does it per seed and across seeds). Several processes (cores,
 GPUs) can share one grid: each claims a run with a lock file in its folder
-(:func:`dcu.base.atomic.claim`) and adds its results to the file when it finishes.
+(:func:`dcu.base.atomic.claim`) and adds its results to the file when it finishes, under the
+file's own lock (:func:`add_run`).
 
 Book: book/07_training.ipynb
 """
@@ -31,8 +32,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dcu.base.atomic import claim, release, write_json
+from dcu.base.atomic import claim, locked, release, write_json
 from dcu.data import list_pairs
+from dcu.base.guard import shown
 from dcu.engine import optimize
 from dcu.jobs.enhance import enhance_recording
 from dcu.jobs.evaluate import evaluate_pairs
@@ -42,7 +44,8 @@ from dcu.training import TrainConfig, Trainer, TrainingError
 from dcu.training.log import read_log
 from dcu.unet import ModelConfig
 
-__all__ = ["AblationRun", "GridSettings", "GRIDS", "run_grid", "difference", "ablation_cli"]
+__all__ = ["AblationRun", "GridSettings", "GRIDS", "add_run", "run_grid", "difference",
+           "ablation_cli"]
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,7 @@ def train_run(run: AblationRun, settings: GridSettings, folder: Path, progress: 
     trainer = Trainer(cfg, resume=last.exists(), progress=progress)
     if trainer.step < cfg.steps:
         trainer.run()
+    trainer.close()  # the run folder's lock (run() lets go of it too)
     return last
 
 
@@ -212,7 +216,9 @@ def run_grid(out, runs_dir, settings: GridSettings, runs: list[AblationRun] | No
     else:
         result = {"meta": meta, "input": {k: score(v, None, jobs, progress) for k, v in sets.items()},
                   "runs": []}
-        write_json(out, result)
+        with locked(out.with_name(f".{out.name}.lock")):  # another worker may have begun it
+            if not out.exists():
+                write_json(out, result)
     for run in runs:
         lock = runs_dir / run.folder / "running.lock"
         if run.name in _recorded(out) or not claim(lock):
@@ -250,9 +256,18 @@ def _record(out, run, settings, runs_dir, sets, jobs, progress) -> None:
               "folder": str(runs_dir / run.folder)}
     for name, pairs in sets.items():
         record[name] = score(pairs, functools.partial(enhance_recording, model), jobs, progress)
-    result = json.loads(out.read_text())
-    result["runs"] = [*(r for r in result["runs"] if r["name"] != run.name), record]
-    write_json(out, result)
+    add_run(out, record)
+
+
+def add_run(out, record: dict) -> None:
+    """Add (or replace) ``record`` among the runs of the grid file ``out``, holding the file's
+    lock (``.NAME.lock`` beside it) from reading it to writing it back, so that workers finishing
+    at once never drop each other's runs."""
+    out = Path(out)
+    with locked(out.with_name(f".{out.name}.lock")):
+        result = json.loads(out.read_text())
+        result["runs"] = [*(r for r in result["runs"] if r["name"] != record["name"]), record]
+        write_json(out, result)
 
 
 def ablation_cli(argv: list[str]) -> int:
@@ -287,7 +302,7 @@ def ablation_cli(argv: list[str]) -> int:
     try:
         result = run_grid(out, args.runs / args.grid, settings, runs, jobs=args.jobs)
     except (ValueError, TrainingError, FileNotFoundError) as exc:
-        print(f"dcu ablation: error: {exc}", file=sys.stderr)
+        print(shown(f"dcu ablation: error: {exc}"), file=sys.stderr)
         return 1
     for r in result["runs"]:
         s = r["test"]["summary"]

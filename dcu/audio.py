@@ -13,7 +13,11 @@ small file whose header claims an absurd property fails at once with a one-line 
   channels, 1 GiB as float32) per file. Samples are read in blocks, so a header that claims more
   frames than the file holds costs only what the file really holds.
 
-It imports nothing from dcu but :mod:`dcu.base.atomic`, so it can be read and tested alone.
+Names: a file name the OS holds as bytes that are not UTF-8 is passed to libsndfile as those
+bytes, and shown escaped in messages (:func:`dcu.base.guard.shown`). A named pipe, device or
+socket is refused from ``stat`` before anything opens it (opening a pipe would wait for a writer).
+
+It imports nothing from dcu but :mod:`dcu.base`, so it can be read and tested alone.
 
 Book: book/01_introduction.ipynb
 """
@@ -29,6 +33,7 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 from dcu.base.atomic import atomic_write
+from dcu.base.guard import first_line, shown, special_file
 from dcu.stft import SAMPLE_RATE
 
 __all__ = [
@@ -129,32 +134,34 @@ def check_audio(path) -> sf._SoundFileInfo:
         AudioError: the file is missing, not audio, or its rate, channel count or length is
         outside the limits; the message names the file and the limit.
     """
-    path = Path(path)
+    path, name = Path(path), shown(path)
     if not path.exists():
-        raise AudioError(f"{path}: no such file; check the path (relative paths start at {os.getcwd()})")
+        raise AudioError(f"{name}: no such file; check the path (relative paths start at {shown(os.getcwd())})")
     if path.is_dir():
-        raise AudioError(f"{path}: is a folder, not an audio file; pass one file, or the folder to `dcu enhance`")
+        raise AudioError(f"{name}: is a folder, not an audio file; pass one file, or the folder to `dcu enhance`")
+    if special_file(path):
+        raise AudioError(f"{name}: is {special_file(path)}, not an audio file; pass a regular file")
     try:
-        info = sf.info(str(path))
+        info = sf.info(os.fsencode(path))  # the name's own bytes, whatever their encoding
     except Exception as err:  # libsndfile reports corrupt and non-audio files alike
         raise _unreadable(path, err) from None
     rate, channels, frames = int(info.samplerate), int(info.channels), int(info.frames)
     if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-        raise AudioError(f"{path}: sample rate {rate} Hz is outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz "
+        raise AudioError(f"{name}: sample rate {rate} Hz is outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz "
                          f"(a damaged header?); convert it, e.g. `ffmpeg -i in -ar {SAMPLE_RATE} out.wav`")
     if not 1 <= channels <= MAX_CHANNELS:
-        raise AudioError(f"{path}: {channels} channels; dcu reads 1 to {MAX_CHANNELS} "
+        raise AudioError(f"{name}: {channels} channels; dcu reads 1 to {MAX_CHANNELS} "
                          "(a damaged header?); extract the channels you need with ffmpeg or sox")
     if frames > MAX_SECONDS * rate or frames * channels > MAX_SAMPLES:
-        raise AudioError(f"{path}: {frames} frames x {channels} channels ({frames / rate / 3600:.1f} h) "
+        raise AudioError(f"{name}: {frames} frames x {channels} channels ({frames / rate / 3600:.1f} h) "
                          f"is over dcu's limit ({MAX_SECONDS // 3600} h, {MAX_SAMPLES} samples per file); "
                          "split it into shorter files")
     return info
 
 
 def _unreadable(path, err) -> AudioError:
-    reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-    return AudioError(f"{path}: cannot be read as audio ({reason}); convert it to WAV or FLAC "
+    reason = shown(first_line(err)).replace(repr(os.fsencode(path)), "the file")
+    return AudioError(f"{shown(path)}: cannot be read as audio ({reason}); convert it to WAV or FLAC "
                       f"(e.g. `ffmpeg -i in.xxx -ar {SAMPLE_RATE} out.wav`)")
 
 
@@ -165,34 +172,34 @@ def read_audio(path) -> tuple[np.ndarray, int]:
     second, so memory follows what the file really holds. Raises :class:`AudioError` as
     :func:`load_audio` does.
     """
-    path = Path(path)
+    path, name = Path(path), shown(path)
     info = check_audio(path)
     rate, limit = int(info.samplerate), min(MAX_SAMPLES // info.channels, MAX_SECONDS * info.samplerate)
     blocks, frames = [], 0
     try:
-        with sf.SoundFile(str(path)) as f:
+        with sf.SoundFile(os.fsencode(path)) as f:
             while True:
                 block = f.read(rate, dtype="float32", always_2d=True)
                 if not len(block):
                     break
                 frames += len(block)
                 if frames > limit:
-                    raise AudioError(f"{path}: holds more than {limit} frames, dcu's limit "
+                    raise AudioError(f"{name}: holds more than {limit} frames, dcu's limit "
                                      f"({MAX_SECONDS // 3600} h, {MAX_SAMPLES} samples); split it")
                 blocks.append(block)
     except AudioError:
         raise
     except Exception as err:
         if frames:  # libsndfile fails when it seeks past the end of what the file holds
-            raise AudioError(f"{path}: cannot be read after {frames} of the {info.frames} frames its "
+            raise AudioError(f"{name}: cannot be read after {frames} of the {info.frames} frames its "
                              "header claims (truncated or damaged); re-export it") from None
         raise _unreadable(path, err) from None
     if frames == 0:
-        raise AudioError(f"{path}: contains no samples (empty audio); record or export it again")
+        raise AudioError(f"{name}: contains no samples (empty audio); record or export it again")
     data = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
     del blocks
     if not np.all(np.isfinite(data)):
-        raise AudioError(f"{path}: contains NaN or infinite samples; re-export it as 16-bit PCM")
+        raise AudioError(f"{name}: contains NaN or infinite samples; re-export it as 16-bit PCM")
     return np.ascontiguousarray(data.T), rate
 
 
@@ -246,23 +253,29 @@ def save_audio(path, wav, sample_rate: int, overwrite: bool = False) -> Path:
         path: destination file; its folder is created if missing.
         wav: ``(time,)`` or ``(channels, time)`` float array.
         sample_rate: rate in Hz.
-        overwrite: replace an existing file; by default an existing file is never touched.
+        overwrite: replace an existing file; by default an existing file is never touched,
+            even one that another process writes while this one does (the name is claimed
+            atomically: :func:`dcu.base.atomic.atomic_write`).
 
     Returns:
         The path written.
     """
-    path = Path(path)
+    path, name = Path(path), shown(path)
     ext = path.suffix.lower()
     if ext not in WRITABLE:
-        raise AudioError(f"{path}: unknown audio format {ext!r}; use one of {', '.join(WRITABLE)}")
+        raise AudioError(f"{name}: unknown audio format {ext!r}; use one of {', '.join(WRITABLE)}")
     if path.exists() and not overwrite:
-        raise AudioError(f"{path}: already exists; choose another name or pass overwrite=True")
+        raise AudioError(f"{name}: already exists; choose another name or pass overwrite=True")
     wav = np.asarray(wav, dtype=np.float32)
     if wav.ndim not in (1, 2) or wav.shape[-1] == 0:
-        raise AudioError(f"{path}: expected a (time,) or (channels, time) array with samples, got shape {wav.shape}")
+        raise AudioError(f"{name}: expected a (time,) or (channels, time) array with samples, got shape {wav.shape}")
     if not np.all(np.isfinite(wav)):
-        raise AudioError(f"{path}: refusing to write NaN or infinite samples; check the model output")
+        raise AudioError(f"{name}: refusing to write NaN or infinite samples; check the model output")
     data = np.clip(wav if wav.ndim == 1 else wav.T, -1.0, 1.0)
     fmt, subtype = WRITABLE[ext]
-    return atomic_write(path, lambda tmp: sf.write(tmp, data, int(sample_rate), format=fmt,
-                                                   subtype=subtype))
+    try:  # claimed atomically: a file given this name meanwhile (another process) is never replaced
+        return atomic_write(path, lambda tmp: sf.write(os.fsencode(tmp), data, int(sample_rate),
+                                                       format=fmt, subtype=subtype), overwrite)
+    except FileExistsError:  # given this name while this one was written
+        raise AudioError(f"{name}: already exists (another process wrote it meanwhile); nothing "
+                         "was replaced; choose another name or folder") from None

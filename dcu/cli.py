@@ -17,21 +17,26 @@ Each subcommand lives in the job module that owns the idea (named in :data:`COMM
 parses its own options.
 
 Conventions: results go to standard output, errors (one line each, naming the file and the
-fix) to standard error. Exit status 0 on success, 1 when the work failed, 2 for bad options,
-130 on Ctrl-C, 141 (silently) when the reader of the output quits, as ``| head`` does. An
-unexpected exception is reported in one line as well; set ``DCU_DEBUG=1`` to
-see its traceback.
+fix) to standard error; names are shown escaped (:func:`dcu.base.guard.shown`), so a name with a
+newline or bytes that are not UTF-8 never breaks a line. Exit status (the same for every
+command, README "Limits and exit codes"): 0 on success, 1 when a file, an input or an output
+failed or was refused, 2 for bad options, 128 + the signal when stopped (130 Ctrl-C, 143
+SIGTERM, 129 SIGHUP: each unwinds as Ctrl-C does, so no temporary file is left), 141 (silently)
+when the reader of the output quits, as ``| head`` does. An unexpected exception is reported in
+one line as well; set ``DCU_DEBUG=1`` to see its traceback.
 
 Book: book/09_your_recordings.ipynb (the commands a reader runs on their own files)
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import io
 import os
 import sys
 
+from dcu.base.guard import interrupt_status, shown, signals_as_interrupts
 from dcu.version import __version__
 
 # Each command is one job module's ``*_cli(argv)``, imported when that command runs (so
@@ -70,11 +75,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dcu: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module, entry, _ = COMMANDS[name]
+    for stream in (sys.stdout, sys.stderr):  # a name the OS gave as bytes never fails a print
+        with contextlib.suppress(AttributeError, ValueError, io.UnsupportedOperation):
+            stream.reconfigure(errors="backslashreplace")
     try:
-        return int(getattr(importlib.import_module(f"dcu.{module}"), entry)(rest) or 0)
-    except KeyboardInterrupt:
-        print("dcu: interrupted", file=sys.stderr)
-        return 130
+        with signals_as_interrupts():
+            return int(getattr(importlib.import_module(f"dcu.{module}"), entry)(rest) or 0)
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP: cleaned up on the way out
+        print(f"dcu: interrupted{f' ({exc})' if str(exc) else ''}", file=sys.stderr)
+        return interrupt_status(exc)
     except BrokenPipeError:  # the reader went away (`dcu checkpoint info F | head`): not an error
         try:  # point stdout at /dev/null so that flushing it at exit cannot fail a second time
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -85,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("DCU_DEBUG"):
             raise
         text = str(exc).splitlines()[0] if str(exc).strip() else ""
-        print(f"dcu {name}: error: {type(exc).__name__}{': ' + text if text else ''} "
-              "(set DCU_DEBUG=1 to see the traceback)", file=sys.stderr)
+        print(shown(f"dcu {name}: error: {type(exc).__name__}{': ' + text if text else ''} "
+                    "(set DCU_DEBUG=1 to see the traceback)"), file=sys.stderr)
         return 1
+

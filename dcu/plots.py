@@ -14,6 +14,8 @@ import numpy as np
 import torch
 
 from dcu.audio import as_numpy
+from dcu.base.atomic import atomic_write
+from dcu.base.guard import shown
 from dcu.results import resolved_sign
 from dcu.stft import HOP_LENGTH, SAMPLE_RATE, compute_stft
 from dcu.training.log import read_log  # noqa: F401  (the book reads logs from here)
@@ -187,12 +189,14 @@ def plot_log_cli(argv: list[str]) -> int:
     try:
         logs = {Path(r).stem if Path(r).is_file() else Path(r).name: read_log(r) for r in args.runs}
     except (FileNotFoundError, json.JSONDecodeError, ValueError) as exc:
-        print(f"dcu plot-log: error: {exc}", file=sys.stderr)
+        print(shown(f"dcu plot-log: error: {exc}"), file=sys.stderr)
         return 1
     out = Path(args.out)
-    if out.exists() and out.suffix.lower() != ".png":
-        print(f"dcu plot-log: error: {out} exists and is not a PNG; choose another --out", file=sys.stderr)
+    if out.exists() and (out.suffix.lower() != ".png" or not out.is_file()):  # a pipe would block
+        print(shown(f"dcu plot-log: error: {out} exists and is not a PNG file; choose another --out"),
+              file=sys.stderr)
         return 1
-    plot_log(logs).savefig(out, dpi=120)
+    figure = plot_log(logs)
+    atomic_write(out, lambda tmp: figure.savefig(tmp, dpi=120, format="png"))
     print(f"wrote {out}")
     return 0

@@ -14,6 +14,7 @@ import math
 import numpy as np
 from scipy.stats import t
 
+from dcu.base.guard import shown, special_file
 from dcu.metrics import METRICS
 
 __all__ = ["summarize", "paired", "resolved_sign", "columns_to_rows", "group_by", "format_table",
@@ -72,6 +73,8 @@ def columns_to_rows(files: dict, names: list, key: str = "name") -> list:
 def group_by(rows, table, column: str, key: str = "name") -> dict:
     """Summaries per value of ``column`` of a CSV ``table`` (e.g. ``snr_bin`` of
     data/splits/test.csv), joined to ``rows`` on ``key``: ``{value: summary}``."""
+    if special_file(table):
+        raise ValueError(f"{shown(table)}: is {special_file(table)}, not a CSV table; pass a file")
     with open(table, newline="") as fh:
         lookup = {r[key]: r[column] for r in csv.DictReader(fh)}
     groups: dict = {}

@@ -202,7 +202,7 @@ def test_cli_reports_failure_without_traceback(server, tmp_path, capsys):
     code = data_cli(["download", "voicebank", "--cache", str(tmp_path), "--base-url", server.url])
     assert code == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "HTTP 404" in err
+    assert err.startswith("dcu data: error: ") and "HTTP 404" in err
     assert not any(p.is_file() and not p.name.endswith(".part") for p in tmp_path.rglob("*"))
 
 

@@ -213,7 +213,7 @@ def test_cli_names_unmatched_files(folders, tmp_path, capsys):
     code = evaluate.evaluate_cli(["--clean", str(folders / "clean"), "--noisy", str(partial),
                                   "--baseline", "wiener"])
     err = capsys.readouterr().err
-    assert code == 2 and "p232_203" in err and len(err.strip().splitlines()) == 1
+    assert code == 1 and "p232_203" in err and len(err.strip().splitlines()) == 1
 
 
 def test_cli_names_a_file_of_the_wrong_length(folders, tmp_path, capsys):
@@ -226,7 +226,7 @@ def test_cli_names_a_file_of_the_wrong_length(folders, tmp_path, capsys):
     code = evaluate.evaluate_cli(["--clean", str(folders / "clean"), "--noisy",
                                   str(folders / "noisy"), "--enhanced", str(bad)])
     err = capsys.readouterr().err
-    assert code == 2 and "p257_006" in err and "samples" in err
+    assert code == 1 and "p257_006" in err and "samples" in err
 
 
 def test_cli_never_overwrites_a_file_it_did_not_write(folders, tmp_path, capsys):
@@ -235,7 +235,7 @@ def test_cli_never_overwrites_a_file_it_did_not_write(folders, tmp_path, capsys)
     code = evaluate.evaluate_cli(["--clean", str(folders / "clean"), "--noisy",
                                   str(folders / "noisy"), "--baseline", "noisy",
                                   "--json", str(mine), "--jobs", "1"])
-    assert code == 2 and "not written by dcu evaluate" in capsys.readouterr().err
+    assert code == 1 and "not written by dcu evaluate" in capsys.readouterr().err
     assert mine.read_text() == '{"my": "notes"}'
 
 
@@ -275,7 +275,7 @@ def test_cli_isolates_each_file_and_scores_the_rest(folders, tmp_path, capsys):
                                   str(folders / "noisy"), "--enhanced", str(bad), "--json", str(out)])
     captured = capsys.readouterr()
     errors = [l for l in captured.err.splitlines() if l.startswith("dcu evaluate: error:")]
-    assert code == 2 and len(errors) == 2
+    assert code == 1 and len(errors) == 2
     assert "p232_112" in errors[0] and "p257_006" in errors[1] and "samples" in errors[1]
     assert "notes.txt" in captured.err and "note:" in captured.err  # what was not read is named
     assert "1 of 3 files" in captured.out
@@ -313,7 +313,7 @@ def test_cli_plans_its_output_files_before_any_work(folders, tmp_path, capsys, m
                            (["--json", str(folders / "clean" / "r.json")], "inside the input folder"),
                            (["--csv", str(mine)], "not written by dcu evaluate"),
                            (["--json", str(tmp_path)], "is a folder")):
-        assert evaluate.evaluate_cli(base + extra) == 2
+        assert evaluate.evaluate_cli(base + extra) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
     assert mine.read_text() == "my,own\n1,2\n"

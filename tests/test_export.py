@@ -79,8 +79,9 @@ def test_export_cli_from_a_checkpoint(tiny_model, tmp_path, capsys):
     out = tmp_path / "tiny.onnx"
     assert export_cli(["--onnx", str(out), "--model", str(ckpt), "--seconds", "0.5"]) == 0
     assert out.exists() and "max relative difference" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        export_cli(["--onnx", str(out), "--model", str(ckpt)])
+    before = out.read_bytes()  # an existing output is refused in one line (exit status 1)
+    assert export_cli(["--onnx", str(out), "--model", str(ckpt)]) == 1
+    assert "already exists" in capsys.readouterr().err and out.read_bytes() == before
 
 
 def test_export_of_layers_that_use_gauss_eagerly(tiny_model, tmp_path, monkeypatch):

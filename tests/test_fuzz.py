@@ -5,7 +5,10 @@ Random rates, lengths, channel counts and subtypes, written by libsndfile, then 
 ``--chunk-seconds`` values. Whatever happens: no exception escapes (no traceback), the inputs are
 unchanged, and each input either has a correct output (same rate, channels and length, finite
 samples) or exactly one error line naming it. ``dcu train``'s numeric options are fuzzed the same
-way: a config or a one-line usage error.
+way: a config or a one-line usage error. File names are fuzzed as the bytes the OS holds (not
+UTF-8, newlines, escape codes): enhanced under their own name or refused in one printable line.
+Checkpoints are fuzzed field by field (header, config, metadata, the training config they record,
+weights): any change is refused in one line naming the file, an equal value loads.
 
 Time is bounded for CI: a fixed number of examples (``DCU_FUZZ_EXAMPLES``, default 80; about 20 s on 2 loaded cores) of short
 files, derandomized so a CI run is reproducible; set ``DCU_FUZZ_EXAMPLES=500`` to explore more.
@@ -164,3 +167,97 @@ def test_train_options_are_a_config_or_one_line(option, value):
     got = getattr(cfg, option[2:].replace("-", "_"))
     assert not isinstance(got, float) or math.isfinite(got)
     assert LIMITS[option[2:].replace("-", "_")][0](got)
+
+
+# ------------------------------------------------------------------ file names as the OS gives them
+names = st.binary(min_size=1, max_size=12).filter(lambda b: b"/" not in b and b"\0" not in b)
+
+
+@FUZZ
+@given(raw=names, valid=st.booleans(), to_folder=st.booleans())
+def test_any_file_name_is_enhanced_or_refused_in_one_printable_line(tiny_ckpt, raw, valid, to_folder):
+    """Any bytes in a name (not UTF-8, a newline, escape codes): the file is enhanced under its
+    own name, or refused in exactly one line that shows the name escaped."""
+    from dcu.base.guard import shown
+
+    with tempfile.TemporaryDirectory() as tmp:
+        name = b"f" + raw + b".wav"
+        src = os.path.join(os.fsencode(tmp), name)
+        if valid:
+            sf.write(src, 0.1 * np.random.default_rng(0).standard_normal(1600), 16000)
+        else:
+            with open(src, "wb") as f:
+                f.write(b"RIFF, but not audio")
+        out = os.path.join(os.fsencode(tmp), b"out")
+        argv = ["enhance", os.fsdecode(src), "--model", str(tiny_ckpt)]
+        code, stdout, err = run(argv + (["--out", os.fsdecode(out)] if to_folder else []))
+        assert "Traceback" not in err + stdout
+        dst = os.path.join(out, name) if to_folder else src[:-4] + b"_enhanced.wav"
+        if valid:
+            assert code == 0, err
+            assert os.path.exists(dst) and sf.info(dst).frames == 1600
+            assert stdout.count("\n") == 1 and shown(os.fsdecode(src)) in stdout
+        else:
+            assert code == 1 and not os.path.exists(dst)
+            assert err.count("\n") == 1 and shown(os.fsdecode(src)) in err, err
+        for line in (stdout + err).splitlines():
+            assert line.isprintable() and line.encode("utf-8")  # no control bytes, no surrogates
+
+
+# ------------------------------------------------------------------ checkpoints that say one thing more
+plain_values = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=True),
+                         st.text(max_size=6), st.lists(st.integers(0, 3), max_size=2))
+
+
+@pytest.fixture(scope="module")
+def run_checkpoint(tmp_path_factory):
+    """A saved tiny model whose metadata records a training config, as ``dcu train`` writes."""
+    import dcu
+
+    model = dcu.DCUnet("tiny")
+    path = tmp_path_factory.mktemp("fuzzed") / "run.pt"
+    dcu.save(model, path, step=7, valid={"pesq": 2.5},
+             train_config={"model": model.config_dict(), "steps": 7, "data": "shipped"})
+    return path
+
+
+@FUZZ
+@given(where=st.sampled_from(["header", "config", "metadata", "train_config", "tensor"]),
+       data=st.data())
+def test_any_edit_of_a_checkpoint_is_refused_in_one_line(run_checkpoint, tmp_path_factory, where,
+                                                         data):
+    """Whatever a checkpoint says (header, config, metadata, recorded training config, weights),
+    changing it makes loading fail in one line naming the file; only a change to an equal value
+    (same type, same repr) loads."""
+    import dcu
+    from dcu.store.checkpoint import CheckpointError
+
+    payload = torch.load(run_checkpoint, weights_only=True)
+    if where == "tensor":
+        weight = payload["state_dict"][data.draw(st.sampled_from(sorted(payload["state_dict"])))]
+        if weight.is_floating_point() and weight.numel():
+            weight.view(-1)[data.draw(st.integers(0, weight.numel() - 1))] += 0.5
+        else:
+            weight.add_(1)
+        same = False
+    else:
+        target = {"header": payload, "config": payload["config"], "metadata": payload["metadata"],
+                  "train_config": payload["metadata"]["train_config"]["model"]}[where]
+        key = data.draw(st.one_of(st.sampled_from(sorted(target)), st.text(max_size=4)))
+        if data.draw(st.booleans()):  # remove it
+            same = key not in target
+            target.pop(key, None)
+        else:
+            old, value = target.get(key, KeyError), data.draw(plain_values)
+            same = type(old) is type(value) and repr(old) == repr(value)
+            target[key] = value
+    path = tmp_path_factory.mktemp("edit") / "edited.pt"
+    torch.save(payload, path)
+    if same:
+        dcu.load(path)
+        event("unchanged: loads")
+        return
+    with pytest.raises(CheckpointError) as err:
+        dcu.load(path)
+    assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value), str(err.value)
+    event(f"refused: {str(err.value)[len(str(path)) + 2:][:40]}")

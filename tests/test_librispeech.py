@@ -138,7 +138,7 @@ def test_copy_from_a_local_folder_and_what_is_missing(tmp_path, fake_data):
 def test_cli_says_what_to_do_without_a_traceback(tmp_path, capsys, fake_data):
     assert data_cli(["download", "librispeech", "--cache", str(tmp_path / "c"), "--source", str(tmp_path)]) == 1
     err = capsys.readouterr().err
-    errors = [line for line in err.splitlines() if line.startswith("error: ")]  # besides the progress bar
+    errors = [line for line in err.splitlines() if line.startswith("dcu data: error: ")]  # not the bar
     assert len(errors) == 1 and "--source" in errors[0] and "Traceback" not in err
 
 

@@ -103,12 +103,11 @@ def test_bench_cli_writes_table_and_json(tmp_path, capsys):
     assert report["settings"]["flush_denormal"] is True
 
 
-def test_bench_cli_never_overwrites(tmp_path):
+def test_bench_cli_never_overwrites(tmp_path, capsys):
     out = tmp_path / "speed.json"
-    out.write_text("mine")
-    with pytest.raises(SystemExit):
-        speed.bench_cli(["--arch", "tiny", "--json", str(out)])
-    assert out.read_text() == "mine"
+    out.write_text("mine")  # refused before any timing, in one line, status 1 (an output, not an option)
+    assert speed.bench_cli(["--arch", "tiny", "--json", str(out)]) == 1
+    assert capsys.readouterr().err.count("already exists") == 1 and out.read_text() == "mine"
 
 
 def test_count_forward_flops_is_the_same_for_the_engine_and_leaves_it_alone():

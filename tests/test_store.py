@@ -157,8 +157,8 @@ def test_state_dict_that_does_not_match(tmp_path):
     torch.save(with_checksum({**payload, "state_dict": state}), missing_key)
     with pytest.raises(CheckpointError, match=about(missing_key, "weights do not match")):
         dcu.load(missing_key)
-    bad_config = tmp_path / "bad_config.pt"
-    torch.save({**payload, "config": {**payload["config"], "colour": "red"}}, bad_config)
+    bad_config = tmp_path / "bad_config.pt"  # stamped: what it says is unknown, not damaged
+    torch.save(with_checksum({**payload, "config": {**payload["config"], "colour": "red"}}), bad_config)
     with pytest.raises(CheckpointError,
                        match=about(bad_config, "checkpoint config is not understood")):
         dcu.load(bad_config)
@@ -247,8 +247,9 @@ def test_checkpoints_written_before_the_checksum_still_load(tmp_path):
 
     model = trained()
     payload = read_checkpoint(dcu.save(model, tmp_path / "new.pt"))
-    del payload["metadata"]["tensor_sha256"]  # as files written before checksums existed
-    atomic_torch_save(payload, tmp_path / "old.pt")
+    for key in ("tensor_sha256", "checkpoint_sha256"):  # as files written before checksums existed
+        del payload["metadata"][key]
+    atomic_torch_save({**payload, "format_version": 1}, tmp_path / "old.pt")
     x = audio()
     with torch.no_grad():
         assert torch.equal(dcu.load(tmp_path / "old.pt")(x), model(x))
@@ -275,7 +276,7 @@ def test_shipped_checkpoints_store_float16_with_a_checksum_and_load_as_float32(n
     (lambda p: {**p, "format_version": "1"}, "field 'format_version' holds a str"),
     (lambda p: {**p, "state_dict": {**p["state_dict"], "encoders.0.conv.weight_re": [1.0]}},
      "weight 'encoders.0.conv.weight_re' is not a tensor"),
-    (lambda p: {**p, "config": {**p["config"], "arch": "DCUnet-99"}},
+    (lambda p: with_checksum({**p, "config": {**p["config"], "arch": "DCUnet-99"}}),
      "checkpoint config is not understood"),
 ])
 def test_a_dcu_header_without_dcus_fields_is_one_line(tmp_path, edit, message):

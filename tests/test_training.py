@@ -60,6 +60,12 @@ def _load(tmp_path):
     return dcu.load(tmp_path / "run" / "last.pt")
 
 
+def as_format_1(ck):
+    """``ck`` as a dcu of that time wrote it: format 1, whose checksum covers the tensors only."""
+    ck["metadata"].pop("checkpoint_sha256")
+    return {**ck, "format_version": 1}
+
+
 def _weights(path):
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
@@ -117,7 +123,7 @@ def test_a_run_saved_before_the_data_options_resumes_with_their_defaults(tmp_pat
     for key in trainer_mod.DATA_FIELDS:  # what a checkpoint written before issue 16 holds
         if key not in ("remix_prob", "remix_snrs", "segment_seconds", "items_per_file"):
             del ck["metadata"]["train_config"][key]
-    torch.save(ck, last)
+    torch.save(as_format_1(ck), last)
     train(cfg(tmp_path, small_corpus, steps=3), resume=True, progress=False)
     assert torch.load(last, weights_only=True)["train_state"]["step"] == 3
     with pytest.raises(TrainingError, match="extra_speech"):
@@ -319,7 +325,7 @@ def test_a_run_saved_with_the_old_flat_config_still_resumes(tmp_path, small_corp
     assert nested["model"]["arch"] == "tiny" and "arch" not in nested
     flat = {**{k: v for k, v in nested.items() if k != "model"}, **nested["model"], "extra": {}}
     ck["metadata"]["train_config"] = flat  # as runs before the nesting stored it
-    torch.save(ck, last)
+    torch.save(as_format_1(ck), last)
     assert TrainConfig.from_dict(flat) == TrainConfig.from_dict(nested)
     train(cfg(tmp_path, small_corpus, steps=4), resume=True, progress=False)
     assert torch.load(last, weights_only=True)["train_state"]["step"] == 4

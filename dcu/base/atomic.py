@@ -9,6 +9,9 @@ one, never half a file.
 - **Permissions.** ``tempfile.mkstemp`` creates files readable by their owner only (0600); the
   rename would keep that. The temporary file is set to ``0666 & ~umask`` (usually 0644), or to
   the mode of the file being replaced, as a shell redirection would.
+- **Names claimed, not taken.** ``overwrite=False`` links the complete file to its name, which
+  fails if the name exists by then, so of two processes writing one new name exactly one wins
+  and the other is told, instead of one result silently replacing the other.
 - **Stale temporaries.** The temporary file's name carries the writer's process id
   (``.NAME.dcu-PID-XXXX.tmp``). A writer killed with ``kill -9`` cannot remove it, so each write
   first removes temporaries of the same destination whose process no longer runs (on this
@@ -17,13 +20,16 @@ one, never half a file.
 
 - **One worker per job.** :func:`claim` takes an operating-system lock on a lock file
   (``filelock``), so of two processes racing for it exactly one gets it, and a killed worker's
-  lock goes with it; :func:`release` drops it.
+  lock goes with it; :func:`release` drops it. :func:`locked` holds one for a ``with`` block,
+  waiting for it (a read-modify-write of a file that several processes update).
 
 It imports nothing from dcu. Book: book/07_training.ipynb (checkpoints)
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -31,7 +37,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 __all__ = ["atomic_write", "write_json", "clean_stale_temporaries", "default_mode", "claim",
-           "release"]
+           "locked", "release"]
 
 
 def default_mode() -> int:
@@ -68,12 +74,16 @@ def clean_stale_temporaries(path) -> list[Path]:
     return removed
 
 
-def atomic_write(path, write) -> Path:
+def atomic_write(path, write, overwrite: bool = True) -> Path:
     """Call ``write(tmp_path)`` to fill a temporary file, then rename it to ``path``.
 
     ``write`` receives a :class:`pathlib.Path` in ``path``'s folder and must write the complete
     file there (and close it). On any error or interrupt the temporary file is removed and the
     old ``path``, if any, is untouched. Missing folders are created. Returns ``path``.
+
+    With ``overwrite=False`` the name is claimed atomically: the complete file is hard-linked to
+    ``path``, which fails if any file has that name by then (another process may have written it
+    since the caller looked), and ``FileExistsError`` is raised with nothing replaced.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,7 +101,10 @@ def atomic_write(path, write) -> Path:
         except OSError:
             mode = default_mode()
         os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            _claim_name(tmp, path)
     except BaseException:
         if tmp.exists():
             tmp.unlink()
@@ -99,11 +112,26 @@ def atomic_write(path, write) -> Path:
     return path
 
 
-def write_json(path, data, indent: int = 1) -> Path:
-    """``data`` as JSON in ``path``, through :func:`atomic_write`."""
+def _claim_name(tmp: Path, path: Path) -> None:
+    """Give the complete file ``tmp`` the name ``path`` unless that name is taken."""
+    try:
+        os.link(tmp, path)  # atomic, and never replaces: EEXIST if the name is taken
+    except FileExistsError:
+        raise FileExistsError(errno.EEXIST, "already exists", str(path)) from None
+    except OSError:  # a file system without hard links: create the name exclusively, then fill it
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
+
+
+def write_json(path, data, indent: int = 1, overwrite: bool = True) -> Path:
+    """``data`` as JSON in ``path``, through :func:`atomic_write` (``overwrite=False``: a new
+    file only, ``FileExistsError`` otherwise)."""
     import json
 
-    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=indent) + "\n"))
+    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=indent) + "\n"),
+                        overwrite)
 
 
 #: The run locks this process holds (:func:`claim`), by resolved path.
@@ -126,6 +154,15 @@ def claim(lock) -> bool:
         return False
     _HELD[key] = held
     return True
+
+
+@contextlib.contextmanager
+def locked(lock, timeout: float = 600.0):
+    """Hold the lock file ``lock`` for a ``with`` block, waiting up to ``timeout`` seconds while
+    another process holds it (``filelock``; for short read-modify-write sections such as adding
+    a run to a shared grid file)."""
+    with FileLock(lock, timeout=timeout, thread_local=False):
+        yield
 
 
 def release(lock) -> None:

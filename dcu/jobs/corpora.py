@@ -14,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+from dcu.base.guard import shown
 from dcu.data import REBUILT, SPLITS, corpus_dir, split_table
 from dcu.download import ARCHIVES, BASE_URL, DownloadError, cache_dir, prepare_voicebank, voicebank_dir
 from dcu.librispeech import VOICES_SPLITS, prepare_librispeech, voices_dir
@@ -23,8 +24,8 @@ __all__ = ["data_cli", "describe_corpora"]
 def _describe_split(folder: Path) -> str:
     clean = sorted((folder / "clean").glob("*.flac")) if (folder / "clean").is_dir() else []
     speakers = sorted({p.stem.split("_")[0] for p in clean})
-    shown = ", ".join(speakers[:6]) + (", ..." if len(speakers) > 6 else "")
-    return f"{len(clean)} pairs, {len(speakers)} speakers ({shown})"
+    listed = ", ".join(speakers[:6]) + (", ..." if len(speakers) > 6 else "")
+    return f"{len(clean)} pairs, {len(speakers)} speakers ({listed})"
 
 
 def describe_corpora(cache=None) -> str:
@@ -92,7 +93,7 @@ def data_cli(argv: list[str]) -> int:
         else:
             out = prepare_voicebank(args.cache, args.base_url)
     except (DownloadError, ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(shown(f"dcu data: error: {err}"), file=sys.stderr)
         return 1
     if args.corpus == "librispeech":
         print(f"LibriSpeech utterances ready in {out}; unseen-voices splits in {built[0].parent}; train on "

@@ -15,9 +15,11 @@ from pathlib import Path
 
 from dcu import metrics
 from dcu.audio import AudioError, load_audio, save_audio
+from dcu.base.guard import shown
 from dcu.data import corpus_dir
 from dcu.engine import PRECISIONS, flush_denormals, optimize
-from dcu.jobs.enhance import describe_failure, enhance_recording
+from dcu.jobs.folders import describe_failure
+from dcu.jobs.enhance import enhance_recording
 from dcu.stft import SAMPLE_RATE
 from dcu.store.checkpoint import CheckpointError, load
 
@@ -57,7 +59,7 @@ def demo_cli(argv: list[str]) -> int:
         model = optimize(load(args.model), args.precision)
         noisy, clean = load_audio(noisy_path), load_audio(clean_path)
     except (CheckpointError, AudioError) as exc:
-        print(f"dcu demo: error: {exc}", file=sys.stderr)
+        print(shown(f"dcu demo: error: {exc}"), file=sys.stderr)
         return 1
     t = time.perf_counter()
     enhanced = enhance_recording(model, noisy)
@@ -66,7 +68,7 @@ def demo_cli(argv: list[str]) -> int:
     try:
         dst = save_audio(out / f"{name}_{model.config.arch}.wav", enhanced, SAMPLE_RATE, overwrite=True)
     except (AudioError, OSError) as exc:
-        print(f"dcu demo: error: {describe_failure(out, exc)}; choose another --out", file=sys.stderr)
+        print(shown(f"dcu demo: error: {describe_failure(out, exc)}; choose another --out"), file=sys.stderr)
         return 1
     print(f"{model.config.arch} ({model.num_parameters() / 1e6:.2f} M parameters, "
           f"{model.config.mask} mask) enhanced {noisy_path.name} "

@@ -37,8 +37,9 @@ from tqdm.auto import tqdm
 
 from dcu import metrics
 from dcu.audio import AudioError, fit_length, read_audio, resample, save_audio
+from dcu.base.guard import shown
 from dcu.engine import PRECISIONS, flush_denormals, optimize
-from dcu.jobs.folders import find_inputs, output_path, plan_outputs
+from dcu.jobs.folders import describe_failure, find_inputs, output_path, plan_outputs
 from dcu.level import LEVEL_WINDOW_DBFS, level_dbfs, level_gain, level_gain_db
 from dcu.stft import SAMPLE_RATE
 from dcu.jobs.live import describe_streaming, stream_recording, streaming_enhancer
@@ -49,20 +50,9 @@ __all__ = ["check_chunk_seconds", "chunked", "enhance_cli", "enhance_file", "enh
 
 
 def _say(message: str) -> None:
-    """One line on standard error (through tqdm, so a progress bar is not torn)."""
-    tqdm.write(message, file=sys.stderr)
-
-
-def describe_failure(src, exc: BaseException) -> str:
-    """One line naming ``src`` and why enhancing it failed."""
-    if isinstance(exc, MemoryError):
-        reason = "out of memory; try a smaller --chunk-seconds or free memory"
-    elif isinstance(exc, OSError) and exc.strerror:
-        reason = f"{exc.strerror}" + (f" ({exc.filename})" if exc.filename else "")
-    else:
-        text = str(exc).splitlines()[0] if str(exc).strip() else ""
-        reason = text if isinstance(exc, ValueError) else f"{type(exc).__name__}: {text}".rstrip(": ")
-    return reason if reason.startswith(str(src)) else f"{src}: {reason}"
+    """One line on standard error (through tqdm, so a progress bar is not torn); a name in it
+    with a newline or bytes that are not UTF-8 is shown escaped (:func:`dcu.base.guard.shown`)."""
+    tqdm.write(shown(message), file=sys.stderr)
 
 
 def check_chunk_seconds(value) -> float:
@@ -200,9 +190,9 @@ def enhance_file(model, src, dst, overwrite: bool = False, chunk_seconds: float 
     (``level_dbfs``: the input's level per channel; ``enhancer``: hop by hop, dcu.jobs.live)."""
     src, dst = Path(src), output_path(Path(dst))
     if dst.resolve() == src.resolve():
-        raise AudioError(f"{src}: the output would overwrite the input; choose another --out")
+        raise AudioError(f"{shown(src)}: the output would overwrite the input; choose another --out")
     if dst.exists() and not overwrite:
-        raise AudioError(f"{dst}: already exists; delete it, choose another --out, or pass --overwrite")
+        raise AudioError(f"{shown(dst)}: already exists; delete it, choose another --out, or pass --overwrite")
     chunk_seconds = check_chunk_seconds(chunk_seconds)
     wav, rate = read_audio(src)  # (channels, time) at the file's rate, within dcu's limits
     out, streamed = stream_recording(enhancer, wav, rate, level_window) if enhancer else (
@@ -211,9 +201,9 @@ def enhance_file(model, src, dst, overwrite: bool = False, chunk_seconds: float 
     try:
         save_audio(dst, out if out.shape[0] > 1 else out[0], rate, overwrite=overwrite)
     except PermissionError:
-        raise AudioError(f"{dst}: cannot write here (permission denied); choose another --out") from None
+        raise AudioError(f"{shown(dst)}: cannot write here (permission denied); choose another --out") from None
     except OSError as exc:
-        raise AudioError(f"{dst}: cannot write ({exc.strerror or exc}); choose another --out") from None
+        raise AudioError(f"{shown(dst)}: cannot write ({exc.strerror or exc}); choose another --out") from None
     summary = {"input": str(src), "output": str(dst), "seconds": wav.shape[-1] / rate,
                "channels": wav.shape[0], "sample_rate": rate,
                "level_dbfs": [level_dbfs(ch) for ch in wav], **streamed}
@@ -284,7 +274,8 @@ def enhance_cli(argv: list[str]) -> int:
             _say(fail + describe_failure(src, exc))
             failed += 1
             continue
-        line = f"{s['input']} -> {s['output']} ({s['seconds']:.1f} s, {s['channels']} ch, {s['sample_rate']} Hz)"
+        line = (f"{shown(s['input'])} -> {shown(s['output'])} ({s['seconds']:.1f} s, {s['channels']} ch, "
+                f"{s['sample_rate']} Hz)")
         outside = [f"{v:.1f}" for v in s["level_dbfs"] if level_gain_db(v) and not args.keep_level]
         if outside:
             low, high = LEVEL_WINDOW_DBFS

@@ -32,12 +32,14 @@ from pathlib import Path
 
 import numpy as np
 
-from dcu.audio import AUDIO_EXTENSIONS, load_audio
+from dcu.audio import load_audio
 from dcu.base.atomic import atomic_write
+from dcu.base.guard import first_line, quiet_worker, shown, sigint_blocked, special_file
 from dcu.baselines import BASELINES
 from dcu.data import PairedFolder, corpus_dir, list_pairs
 from dcu.engine import PRECISIONS, optimize
 from dcu.jobs.enhance import enhance_recording
+from dcu.jobs.folders import unused_entries
 from dcu.metrics import METRICS, compute_all
 from dcu.results import finite, format_table, group_by, summarize
 from dcu.stft import SAMPLE_RATE
@@ -73,14 +75,20 @@ def _score_file(name, clean_path, other_path, enhance, est, sample_rate):
 
 def _why(err: BaseException) -> str:
     """One line saying what went wrong (the type too, unless it is a plain ValueError)."""
-    text = str(err).splitlines()[0] if str(err).strip() else ""
-    if isinstance(err, ValueError) and text:
-        return text
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+    text = first_line(err)
+    return text if isinstance(err, ValueError) or text == type(err).__name__ else \
+        f"{type(err).__name__}: {text}"
 
 
 def _raise(err):
     raise err
+
+
+def _worker():
+    """Initializer of the metric workers: Ctrl-C is the parent's to handle (no traceback from
+    each worker), and one BLAS thread each."""
+    quiet_worker()
+    _one_blas_thread()
 
 
 def _one_blas_thread():
@@ -163,18 +171,21 @@ def evaluate_pairs(pairs, enhance=None, jobs: int = 2, progress: bool = True,
     else:
         ctx = multiprocessing.get_context("fork" if "fork" in
                                           multiprocessing.get_all_start_methods() else None)
-        with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_one_blas_thread) as pool:
+        pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker)
+        try:
             pending: dict = {}
             for i, (name, clean, path) in enumerate(pairs):
                 if remote:
-                    fut = pool.submit(_score_file, name, clean, path, enhance, None, sample_rate)
+                    with sigint_blocked():  # the first submit forks the workers
+                        fut = pool.submit(_score_file, name, clean, path, enhance, None, sample_rate)
                 else:  # enhance here (a model keeps its own threads), score in the workers
                     try:
                         est = enhanced_here(name, path)
                     except Exception as err:
                         collect(i, lambda: _raise(err))
                         continue
-                    fut = pool.submit(_score_file, name, clean, path, None, est, sample_rate)
+                    with sigint_blocked():
+                        fut = pool.submit(_score_file, name, clean, path, None, est, sample_rate)
                 pending[fut] = i
                 if len(pending) >= 4 * jobs:
                     done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -182,21 +193,24 @@ def evaluate_pairs(pairs, enhance=None, jobs: int = 2, progress: bool = True,
                         collect(pending.pop(fut), fut.result)
             for fut in list(pending):
                 collect(pending.pop(fut), fut.result)
+        except BaseException:  # Ctrl-C, a signal or a failure: stop the workers now, not later
+            _stop(pool)
+            bar.close()
+            raise
+        pool.shutdown()
     bar.close()
     rows = [r for r in rows if r is not None]
     return summarize(rows), rows
 
 
-def unused_entries(folder) -> str | None:
-    """A note naming what ``folder`` holds besides the audio files it is scored on (sub-folders,
-    other files, hidden ones), or ``None``."""
-    skipped = sorted(p.name for p in Path(folder).iterdir() if p.name.startswith(".") or
-                     not p.is_file() or p.suffix.lower() not in AUDIO_EXTENSIONS)
-    if not skipped:
-        return None
-    shown = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")
-    return (f"{folder}: skipped {len(skipped)} entries that are not {'/'.join(AUDIO_EXTENSIONS)} "
-            f"files at its top level (sub-folders are not read): {shown}")
+def _stop(pool) -> None:
+    """Cancel what has not started and end the workers without waiting for their files."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        proc.terminate()
+    for proc in processes:
+        proc.join(timeout=5)
 
 
 def _jobs(text: str) -> int:
@@ -238,9 +252,9 @@ def _parser() -> argparse.ArgumentParser:
 def evaluate_cli(argv: list[str]) -> int:
     """``dcu evaluate``: parse ``argv``, evaluate, print the table; return an exit code.
 
-    Exit status: 0 when every file was scored; 2 when anything failed or was refused (each
-    failure is one line on standard error naming the file; the others are still scored and
-    the table covers them) or for bad options; 130 on Ctrl-C.
+    Exit status, as every dcu command: 0 when every file was scored; 1 when anything failed or
+    was refused (each failure is one line on standard error naming the file; the others are
+    still scored and the table covers them); 2 for bad options; 130 on Ctrl-C.
     """
     parser = _parser()
     args = parser.parse_args(argv)
@@ -260,7 +274,7 @@ def evaluate_cli(argv: list[str]) -> int:
         for folder in filter(None, folders):
             note = unused_entries(folder)
             if note:
-                print(f"{TOOL}: note: {note}", file=sys.stderr)
+                print(shown(f"{TOOL}: note: {note}"), file=sys.stderr)
         enhance, method = None, f"baseline {args.baseline}"
         if args.enhanced:
             other = {c.stem: e for e, c in PairedFolder(args.clean, args.enhanced).pairs}
@@ -273,9 +287,9 @@ def evaluate_cli(argv: list[str]) -> int:
             enhance = BASELINES[args.baseline]
         summary, rows = evaluate_pairs(pairs, enhance, jobs=args.jobs, errors=failed)
         for line in failed:
-            print(f"{TOOL}: error: {line}", file=sys.stderr)
+            print(shown(f"{TOOL}: error: {line}"), file=sys.stderr)
         scored = f"{len(rows)} files" if not failed else f"{len(rows)} of {len(pairs)} files"
-        print(format_table(summary, f"{method}: {scored} in {args.clean}"))
+        print(format_table(summary, shown(f"{method}: {scored} in {args.clean}")))
         if args.group_by:
             table = args.table or corpus_dir() / "splits" / f"{args.split or 'test'}.csv"
             for g, s in group_by(rows, table, args.group_by).items():
@@ -287,18 +301,20 @@ def evaluate_cli(argv: list[str]) -> int:
             if path:  # only ever its own earlier results are replaced (plan_result_files), and it says so
                 replaced = Path(path).exists()
                 write()
-                print(f"{TOOL}: {'replaced its earlier results in' if replaced else 'wrote'} {path}",
-                      file=sys.stderr)
+                print(shown(f"{TOOL}: {'replaced its earlier results in' if replaced else 'wrote'} "
+                            f"{path}"), file=sys.stderr)
     except Exception as err:  # one line, never a traceback (per-file failures are above)
-        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        print(f"{TOOL}: error: {msg}", file=sys.stderr)
-        return 2
-    return 2 if failed else 0
+        print(shown(f"{TOOL}: error: {first_line(err)}"), file=sys.stderr)
+        return 1
+    return 1 if failed else 0
 
 
 # -- the result files --------------------------------------------------------------------
 def _ours(path: Path, kind: str) -> bool:
-    """True when an existing file is empty or was written by dcu evaluate."""
+    """True when an existing file is empty or was written by dcu evaluate (a named pipe, device
+    or socket is not, and is never opened)."""
+    if special_file(path):
+        return False
     if path.stat().st_size == 0:
         return True
     try:
@@ -315,7 +331,8 @@ def _write_atomic(path, text: str, kind: str) -> None:
     if path.exists() and not _ours(path, kind):
         raise FileExistsError(f"{path}: exists and was not written by {TOOL}; "
                               "choose another file name or delete it first")
-    atomic_write(path, lambda tmp: tmp.write_text(text, newline=""))
+    # a file name the OS gave as bytes that are not UTF-8 is written back as those bytes
+    atomic_write(path, lambda tmp: tmp.write_text(text, newline="", errors="surrogateescape"))
 
 
 def plan_result_files(outputs: dict, inputs) -> str | None:

@@ -17,6 +17,7 @@ import argparse
 import copy
 import json
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -26,9 +27,10 @@ import torch
 from torch import nn
 
 from dcu.base.atomic import atomic_write
+from dcu.base.guard import shown
 from dcu.engine import optimize
 from dcu.stft import SAMPLE_RATE, compute_stft, filter_in_stft_domain, padded_length
-from dcu.store.checkpoint import load
+from dcu.store.checkpoint import CheckpointError, load
 
 OPSET = 17
 
@@ -85,7 +87,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, seconds: float = 2.0)
                 "sample_rate": SAMPLE_RATE, "input": "stacked STFT (batch, 2, freq, frames)"}
         onnx.helper.set_model_props(proto, {"dcu": json.dumps(meta)})
         onnx.save(proto, str(tmp))
-    atomic_write(path, write)
+    atomic_write(path, write, overwrite=False)  # claimed: a file given this name meanwhile stays
     return path
 
 
@@ -142,13 +144,17 @@ def export_cli(argv: list[str]) -> int:
     p.add_argument("--seconds", type=float, default=2.0,
                    help="length of the example clip used for tracing (any length runs later)")
     args = p.parse_args(argv)
-    if args.onnx.exists():
-        p.error(f"{args.onnx} already exists; choose a new file name")
     if args.seconds <= 0:
         p.error("--seconds must be positive")
-    model = load(args.model)
     start = time.perf_counter()
-    export_onnx(model, args.onnx, args.seconds)
+    try:
+        if args.onnx.exists():
+            raise FileExistsError(f"{args.onnx}: already exists; choose a new file name")
+        model = load(args.model)
+        export_onnx(model, args.onnx, args.seconds)
+    except (CheckpointError, FileExistsError) as exc:
+        print(shown(f"dcu export: error: {exc}"), file=sys.stderr)
+        return 1
     print(f"wrote {args.onnx} ({args.onnx.stat().st_size / 2**20:.1f} MiB) in "
           f"{time.perf_counter() - start:.1f} s")
     wave = torch.randn(1, int(args.seconds * SAMPLE_RATE),

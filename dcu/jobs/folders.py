@@ -6,7 +6,8 @@ its output path; :func:`plan_outputs` checks all the output paths together befor
 so two inputs never write the same output, no output replaces an input, an ``--out`` never sits
 inside a folder being read, and existing files are only replaced when asked.
 
-It imports nothing from dcu but :mod:`dcu.audio`. Book: book/09_your_recordings.ipynb
+Each file is isolated: :func:`describe_failure` says in one line, naming it, why it failed.
+It imports nothing from dcu but :mod:`dcu.audio` and :mod:`dcu.base`. Book: book/09_your_recordings.ipynb
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import os
 from pathlib import Path
 
 from dcu.audio import AUDIO_EXTENSIONS, WRITABLE
+from dcu.base.guard import first_line, shown
 
-__all__ = ["SUFFIX", "find_inputs", "output_path", "plan_outputs", "scan_folder"]
+__all__ = ["SUFFIX", "describe_failure", "find_inputs", "output_path", "plan_outputs",
+           "scan_folder", "unused_entries"]
 
 SUFFIX = "_enhanced"
 
@@ -62,8 +65,8 @@ def scan_folder(folder: Path) -> tuple[list[Path], list[str], list[str]]:
                         f"({'/'.join(e[1:] for e in AUDIO_EXTENSIONS)})", other),
                         (f"earlier outputs (*{SUFFIX}); name them to enhance them again", earlier)):
         if found:
-            shown = ", ".join(p.name for p in found[:3]) + (", ..." if len(found) > 3 else "")
-            notes.append(f"{folder}: skipped {len(found)} {what}: {shown}")
+            listed = ", ".join(p.name for p in found[:3]) + (", ..." if len(found) > 3 else "")
+            notes.append(f"{folder}: skipped {len(found)} {what}: {listed}")
     if not files and not errors:
         errors.append(f"{folder}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder")
     return files, notes, errors
@@ -132,10 +135,34 @@ def plan_outputs(jobs, inputs, out_dir=None, overwrite: bool = False) -> str | N
         problems.append(f"{len(folders)} output(s) are existing folders, e.g. {folders[0]}")
     exist = [d for d in by_output if d.is_file() and d not in sources]
     if exist and not overwrite:
-        shown = ", ".join(map(str, exist[:3])) + (", ..." if len(exist) > 3 else "")
-        problems.append(f"{len(exist)} output(s) already exist ({shown}); delete them, choose "
+        listed = ", ".join(map(str, exist[:3])) + (", ..." if len(exist) > 3 else "")
+        problems.append(f"{len(exist)} output(s) already exist ({listed}); delete them, choose "
                         "another --out, or pass --overwrite")
     return "nothing was enhanced: " + "; ".join(problems) if problems else None
+
+
+def unused_entries(folder) -> str | None:
+    """A note naming what ``folder`` holds besides the audio files it is scored on (sub-folders,
+    other files, hidden ones), or ``None``."""
+    skipped = sorted(p.name for p in Path(folder).iterdir() if p.name.startswith(".") or
+                     not p.is_file() or p.suffix.lower() not in AUDIO_EXTENSIONS)
+    if not skipped:
+        return None
+    shown = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")
+    return (f"{folder}: skipped {len(skipped)} entries that are not {'/'.join(AUDIO_EXTENSIONS)} "
+            f"files at its top level (sub-folders are not read): {shown}")
+
+
+def describe_failure(src, exc: BaseException) -> str:
+    """One line naming ``src`` and why enhancing it failed."""
+    if isinstance(exc, MemoryError):
+        reason = "out of memory; try a smaller --chunk-seconds or free memory"
+    elif isinstance(exc, OSError) and exc.strerror:
+        reason = f"{exc.strerror}" + (f" ({exc.filename})" if exc.filename else "")
+    else:
+        text = first_line(exc) if str(exc).strip() else ""
+        reason = text if isinstance(exc, ValueError) else f"{type(exc).__name__}: {text}".rstrip(": ")
+    return reason if reason.startswith((str(src), shown(src))) else f"{shown(src)}: {reason}"
 
 
 def _beside(path: Path) -> Path:

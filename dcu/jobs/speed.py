@@ -47,6 +47,7 @@ import torch.nn.functional as F
 
 from dcu.architectures import ARCHITECTURES, get_architecture
 from dcu.base.atomic import write_json
+from dcu.base.guard import shown
 from dcu.engine import PRECISIONS, autocast, optimize, reference, resolve_precision, tune_cpu
 from dcu.jobs.live import run_stream_bench, stft_setting
 from dcu.losses import wsdr_loss
@@ -335,8 +336,10 @@ def bench_cli(argv: list[str]) -> int:
     p.add_argument("--stft", nargs="+", type=stft_setting, default=[(1024, 256)],
                    metavar="N_FFT/HOP", help="with --stream: STFT settings (512/128: 32 ms)")
     args = p.parse_args(argv)
+    taken = f"dcu bench: error: {args.json}: already exists; choose a new file name (results never overwrite)"
     if args.json and args.json.exists():
-        p.error(f"{args.json} already exists; choose a new file name (results never overwrite)")
+        print(shown(taken), file=sys.stderr)
+        return 1
     archs = args.arch or (QUICK_ARCHS if args.quick else FULL_ARCHS)
     if args.stream:
         run_stream_bench(archs, args.stft, 3.0 if args.quick else 10.0, args.json)
@@ -367,7 +370,11 @@ def bench_cli(argv: list[str]) -> int:
                                "batch_norm": args.batch_norm, "train_batch": "8 x 2 s",
                                "inference_clip_seconds": 10},
                   "results": rows}
-        write_json(args.json, report)
+        try:
+            write_json(args.json, report, overwrite=False)  # claimed: a file made meanwhile stays
+        except FileExistsError:
+            print(shown(taken), file=sys.stderr)
+            return 1
         print(f"wrote {args.json}")
     return 0
 

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import torch
 
-from dcu.store.checkpoint import (FORMAT, FORMAT_VERSION, CheckpointError, atomic_torch_save, halved,
-                                  plain, read_checkpoint, resolve, strip, tensor_checksum,
+from dcu.base.guard import shown
+from dcu.store.checkpoint import (FORMAT, FORMAT_VERSION, CheckpointError, halved, plain,
+                                  read_checkpoint, resolve, save_new, strip, tensor_checksum,
                                   with_checksum)
 
 
@@ -45,7 +46,7 @@ def interpolate(start: str | os.PathLike, end: str | os.PathLike, alpha: float,
         raise CheckpointError(f"alpha={alpha}: must lie in [0, 1] (0 = {start}, 1 = {end})")
     dst = Path(dst)
     if dst.exists():
-        raise CheckpointError(f"{dst}: already exists; choose another name or delete it first")
+        raise CheckpointError(f"{shown(dst)}: already exists; choose another name or delete it first")
     a_path, b_path = resolve(start), resolve(end)
     a, b = read_checkpoint(a_path), read_checkpoint(b_path)
     if a["config"] != b["config"]:
@@ -76,7 +77,7 @@ def interpolate(start: str | os.PathLike, end: str | os.PathLike, alpha: float,
     meta.update(metadata)
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": b["config"],
                "state_dict": halved(state) if half else state, "metadata": plain(meta)}
-    atomic_torch_save(with_checksum(payload), dst)
+    save_new(with_checksum(payload), dst)
     return dst
 
 
@@ -85,7 +86,7 @@ def describe(path_or_name: str | os.PathLike) -> str:
     path = resolve(path_or_name)
     payload = read_checkpoint(path)
     meta = payload["metadata"]
-    lines = [f"{path}: dcu checkpoint (format {payload['format_version']})",
+    lines = [f"{shown(path)}: dcu checkpoint (format {payload['format_version']})",
              "config: " + ", ".join(f"{k}={v}" for k, v in payload["config"].items()),
              f"step: {meta.get('step', '-')}",
              "validation: " + (", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
@@ -122,6 +123,6 @@ def checkpoint_cli(argv: list[str]) -> int:
         else:
             print(f"wrote {interpolate(args.start, args.end, args.alpha, args.dst, half=args.half)}")
     except CheckpointError as exc:
-        print(f"dcu checkpoint: error: {exc}", file=sys.stderr)
+        print(shown(f"dcu checkpoint: error: {exc}"), file=sys.stderr)
         return 1
     return 0

@@ -2,7 +2,9 @@
 
 ``dcu train --arch DCUnet-10 --steps 2000 --out runs/dcunet10`` trains on the shipped corpus;
 ``dcu train --resume --out runs/dcunet10`` continues an interrupted run exactly where it stopped
-(same data order, optimiser, schedule and RNG state), so the result equals an uninterrupted run.
+(same data order, optimiser, schedule and RNG state), so the result equals an uninterrupted run;
+it refuses training files that changed since the checkpoint unless given
+``--allow-data-change``. One run at a time may use an ``--out`` folder (a lock file there).
 ``torchrun --nproc_per_node 4 -m dcu train ...`` runs data-parallel on 4 GPUs (or CPU processes).
 
 Choices the paper leaves open (documented here and in the book): Adam with a linear warm-up and
@@ -86,6 +88,7 @@ class TrainConfig:
     valid_reserve_seconds: float = 15.0  # time kept for each validation when fitting a budget
     out: str = "runs/dcunet"
     init: str = ""  # fine-tune: start from this checkpoint's weights (path or shipped name)
+    allow_data_change: bool = False  # --resume even if the training files changed since the checkpoint
 
     def __post_init__(self):
         if isinstance(self.model, dict):

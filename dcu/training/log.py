@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 
 from dcu.base.atomic import atomic_write, write_json
+from dcu.base.guard import shown, special_file
 
 __all__ = ["log_rows", "write_log", "read_log"]
 
@@ -47,7 +48,9 @@ def read_log(path) -> list[dict]:
     if path.is_dir():
         path = path / "log.json"
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no training log here; give a run folder or its log.json")
+        raise FileNotFoundError(f"{shown(path)}: no training log here; give a run folder or its log.json")
+    if special_file(path):
+        raise ValueError(f"{shown(path)}: is {special_file(path)}, not a training log; give a file")
     if path.suffix == ".csv":
         with open(path, newline="") as f:
             return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]

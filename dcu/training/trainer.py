@@ -5,16 +5,23 @@ every checkpoint, so that ``--resume`` continues exactly where a run stopped. A 
 checkpoint is :func:`dcu.store.checkpoint.make_payload` (config, weights, metadata with the
 run's ``train_config``, step and validation scores) plus a ``train_state``: optimiser, step,
 epoch, position in the epoch, best score, log, RNG state, the losses since the last log row and
-the time spent. The run's configuration and data are :mod:`dcu.training.config`'s, its
+the time spent, and a manifest of the training data (each file's name, size and fingerprint:
+:func:`data_manifest`). The run's configuration and data are :mod:`dcu.training.config`'s, its
 validation :func:`dcu.training.validation.validate`. :func:`train` and ``dcu train``
 (:func:`train_cli`) run one.
+
+One process per run folder: a run holds the lock file ``OUT/.dcu.lock``
+(:func:`dcu.base.atomic.claim`) from its start to its end, so a second ``dcu train`` with the same
+``--out`` is refused in one line instead of overwriting its checkpoints. A ``--resume`` on
+training data that changed since the checkpoint (a file replaced, added or removed) is refused
+too, unless asked for with ``--allow-data-change``.
 
 Book: book/07_training.ipynb
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import math
 import os
 import sys
@@ -28,16 +35,19 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
+from dcu.base.atomic import claim, release, write_json
+from dcu.base.guard import shown
 from dcu.engine import flush_denormals, optimize, resolve_precision, tune_cpu
 from dcu.losses import compute_loss
 from dcu.store.checkpoint import atomic_torch_save, check_fields, load, make_payload, read_checkpoint
+from dcu.data import training_sources
 from dcu.training.config import TrainConfig, config_from_args, make_datasets
 from dcu.training.log import write_log
 from dcu.training.validation import validate
 from dcu.unet import DCUnet
 
-__all__ = ["DATA_FIELDS", "RESUME_MATCH", "TRAIN_STATE_FIELDS", "Trainer", "TrainingError", "lr_at",
-           "selection_score", "stages", "train", "train_cli"]
+__all__ = ["DATA_FIELDS", "RESUME_MATCH", "TRAIN_STATE_FIELDS", "Trainer", "TrainingError",
+           "data_changes", "data_manifest", "lr_at", "selection_score", "stages", "train", "train_cli"]
 
 
 class TrainingError(RuntimeError):
@@ -113,6 +123,15 @@ class Trainer:
         flush_denormals()
         self.out = Path(cfg.out)
         self.last_path, self.best_path = self.out / "last.pt", self.out / "best.pt"
+        self._lock_out()  # one process per --out, until run() ends or close()
+        try:
+            self._start(resume)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, resume: bool) -> None:
+        cfg = self.cfg
         torch.manual_seed(cfg.seed)
         self.precision = resolve_precision(cfg.precision, self.device)
         self.model = optimize(DCUnet(**asdict(cfg.model)), self.precision).to(self.device)
@@ -155,6 +174,12 @@ class Trainer:
             return validate(self.model, valid_sets["valid"], self.device)
         return validate(self.model, valid_sets, self.device, select_by=self.cfg.select_by)
 
+    def data_files(self) -> list:
+        """The files the training data is read from, recorded (names, sizes, fingerprints) in
+        every checkpoint and checked on ``--resume`` (:func:`data_manifest`)."""
+        src = training_sources(self.cfg.data, self.cfg.train_pairs, self.cfg.extra_speech)
+        return [f for pair in src["pairs"] for f in pair] + [*src["speech"], *src["noises"]]
+
     # -- the loop --------------------------------------------------------------------------
     def _batches(self, dataset):
         """Yield batches from the current position, epoch after epoch, deterministically."""
@@ -182,12 +207,20 @@ class Trainer:
 
     def run(self) -> Path:
         """Train from the current step to ``cfg.steps`` (or until ``max_minutes``); returns the
-        best checkpoint's path (the last one's where no validation has run)."""
+        best checkpoint's path (the last one's where no validation has run). The ``--out``
+        lock is let go at the end, however it ends."""
+        try:
+            return self._run()
+        finally:
+            self.close()
+
+    def _run(self) -> Path:
         cfg = self.cfg
         train_set, valid_pairs = self.datasets()
+        self.check_data(self.data_files())
         self.out.mkdir(parents=True, exist_ok=True)
         if self.rank == 0:
-            (self.out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+            write_json(self.out / "config.json", asdict(cfg), indent=2)
         self.start = self._last_save = time.time()
         self.bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {self.model.config.arch}",
                         disable=not self.progress or self.rank != 0, dynamic_ncols=True)
@@ -311,12 +344,49 @@ class Trainer:
                        "batch_in_epoch": self.batch_in_epoch, "best": self.best,
                        "history": self.history, "torch_rng": torch.get_rng_state(),
                        "running": [float(v) for v in self.running], "clock": dict(self.clock)}
+        if getattr(self, "manifest", None) is not None:
+            train_state["data_manifest"] = self.manifest
         return make_payload(self.model, meta, train_state)
 
     def save(self, path: Path | None = None, valid=None) -> None:
         if self.rank == 0:
             atomic_torch_save(self._payload(valid), path or self.last_path)
         self._last_save = time.time()
+
+    def _lock_out(self) -> None:
+        """Hold ``--out``'s lock (rank 0) for this run's life; refuse in one line if it is taken."""
+        self._lock = None
+        if self.rank != 0:
+            return
+        lock = self.out / ".dcu.lock"
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise TrainingError(f"{shown(self.out)}: exists and is not a folder; choose another "
+                                "--out") from None
+        if not claim(lock):
+            raise TrainingError(f"{shown(self.out)}: another dcu train is running in this folder "
+                                f"(it holds {lock.name}); wait for it to end or choose another --out")
+        self._lock = lock
+
+    def close(self) -> None:
+        """Let go of ``--out``'s lock (:meth:`run` does at its end; so does the process's)."""
+        if getattr(self, "_lock", None) is not None:
+            release(self._lock)
+            self._lock = None
+
+    def check_data(self, files) -> None:
+        """Record the manifest of ``files`` for the checkpoints, and on a resume compare it with
+        the one the checkpoint holds (a checkpoint written before manifests has none)."""
+        self.manifest = data_manifest(files)
+        saved = getattr(self, "saved_manifest", None)
+        changes = data_changes(saved, self.manifest) if saved else None
+        if changes and not self.cfg.allow_data_change:
+            raise TrainingError(f"{shown(self.last_path)}: the training data changed since this "
+                                f"run was saved ({changes}); resume on the data it trained on, or "
+                                "pass --allow-data-change to go on with these files")
+        if changes and self.rank == 0:
+            tqdm.write(shown(f"going on with changed training data ({changes})"))
 
     def _resume(self) -> None:
         if not self.last_path.exists():
@@ -344,6 +414,7 @@ class Trainer:
         self.step, self.epoch, self.batch_in_epoch = ts["step"], ts["epoch"], ts["batch_in_epoch"]
         self.best, self.history = ts["best"], list(ts["history"])
         self.clock = dict(ts.get("clock", self.clock))
+        self.saved_manifest = ts.get("data_manifest")  # checked against the data in check_data
         self.running = list(ts.get("running", []))  # losses since the last log row
         try:
             self.opt.load_state_dict(ts["optimizer"])
@@ -371,10 +442,55 @@ def train_cli(argv: list[str]) -> int:
     try:
         best = train(cfg, resume=resume)
     except (TrainingError, FileNotFoundError, ValueError) as exc:
-        print(f"dcu train: error: {exc}", file=sys.stderr)
+        print(shown(f"dcu train: error: {exc}"), file=sys.stderr)
         return 1
     print(f"best checkpoint: {best}")
     return 0
+
+
+_CHUNK = 1 << 20
+
+
+def _fingerprint(path: Path, size: int) -> str:
+    """SHA-256 (16 hex digits) of a file's bytes, or for a file over 2 MiB of its first and
+    last MiB: cheap enough for every start, and a replaced file changes it."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        if size <= 2 * _CHUNK:
+            h.update(f.read())
+        else:
+            h.update(f.read(_CHUNK))
+            f.seek(size - _CHUNK)
+            h.update(f.read(_CHUNK))
+    return h.hexdigest()[:16]
+
+
+def data_manifest(files) -> dict:
+    """``{"root": the folder the files share, "files": [[name relative to it, size in bytes,
+    fingerprint], ...]}``, sorted by name: what a run's training data is, so that a resume can
+    tell whether it is still the same (the root may move; names, sizes and contents may not)."""
+    paths = sorted({os.path.abspath(f) for f in files})
+    if not paths:
+        return {"root": "", "files": []}
+    root = os.path.commonpath([os.path.dirname(p) for p in paths])
+    rows = []
+    for p in paths:
+        size = os.stat(p).st_size
+        rows.append([os.path.relpath(p, root), size, _fingerprint(Path(p), size)])
+    return {"root": root, "files": rows}
+
+
+def data_changes(before: dict, now: dict) -> str | None:
+    """How the files of manifest ``now`` differ from ``before``'s, in words (``"1 changed, 2
+    added, e.g. noisy/x.wav"``); ``None`` when they are the same."""
+    old = {name: tuple(rest) for name, *rest in before.get("files", [])}
+    new = {name: tuple(rest) for name, *rest in now.get("files", [])}
+    found = {"changed": sorted(n for n in old.keys() & new.keys() if old[n] != new[n]),
+             "added": sorted(new.keys() - old.keys()), "removed": sorted(old.keys() - new.keys())}
+    if not any(found.values()):
+        return None
+    first = next(names[0] for names in found.values() if names)
+    return ", ".join(f"{len(v)} {k}" for k, v in found.items() if v) + f", e.g. {shown(first)}"
 
 
 def stages(metadata: dict) -> list[dict]:
