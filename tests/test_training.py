@@ -130,6 +130,20 @@ def test_a_run_saved_before_the_data_options_resumes_with_their_defaults(tmp_pat
         train(cfg(tmp_path, small_corpus, steps=4, extra_speech="p239"), resume=True, progress=False)
 
 
+def test_a_run_saved_before_a_model_field_existed_resumes_with_its_default(tmp_path, small_corpus):
+    train(cfg(tmp_path, small_corpus, steps=2), progress=False)
+    last = tmp_path / "run" / "last.pt"
+    ck = torch.load(last, weights_only=True)
+    for key in ("causal", "n_fft", "hop_length"):  # fields a run of an earlier version lacks
+        del ck["config"][key]
+        ck["metadata"]["train_config"]["model"].pop(key)
+    torch.save(as_format_1(ck), last)
+    train(cfg(tmp_path, small_corpus, steps=3), resume=True, progress=False)
+    assert torch.load(last, weights_only=True)["train_state"]["step"] == 3
+    with pytest.raises(TrainingError, match="causal"):  # a real difference is still refused
+        train(cfg(tmp_path, small_corpus, steps=4, causal=True), resume=True, progress=False)
+
+
 def test_validation_score_counts_pesq_and_stoi():
     assert validation_score(4.5, 1.0) == 1.0 and validation_score(1.0, 0.0) == 0.0
     assert validation_score(2.75, 0.9) == pytest.approx(0.5 * (0.5 + 0.9))

@@ -402,7 +402,8 @@ class Trainer:
         ours = {**self.model.config_dict(),
                 **{k: getattr(self.cfg, k) for k in RESUME_MATCH + DATA_FIELDS}}
         defaults = type(self.cfg)  # a data field the saved run predates had its default
-        theirs = {**payload["config"], **{k: saved.get(k) for k in RESUME_MATCH},
+        model_defaults = asdict(type(self.model.config)())  # so had a model field (e.g. causal)
+        theirs = {**model_defaults, **payload["config"], **{k: saved.get(k) for k in RESUME_MATCH},
                   **{k: saved.get(k, getattr(defaults, k)) for k in DATA_FIELDS}}
         for key in ours:
             if theirs.get(key) != ours[key]:
