@@ -200,6 +200,49 @@ def test_citations_and_bibliography_match():
     assert "{bibliography}" in (BOOK / "references.md").read_text()
 
 
+GLUE_ROLE = re.compile(r"\{glue(?::[a-z]+)?\}`([^`]+)`")
+
+
+def _glued_keys(path: Path) -> list[re.Pattern]:
+    """Patterns of the keys a notebook's code cells ``glue``: a literal key exactly, an f-string
+    key with each formatted part standing for any text."""
+    import ast
+
+    patterns = []
+    for cell in _code_cells(path):
+        for node in ast.walk(ast.parse(cell.source)):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "glue" and node.args:
+                key = node.args[0]
+                if isinstance(key, ast.Constant):
+                    patterns.append(re.compile(re.escape(key.value)))
+                elif isinstance(key, ast.JoinedStr):
+                    patterns.append(re.compile("".join(
+                        re.escape(v.value) if isinstance(v, ast.Constant) else ".+" for v in key.values)))
+    return patterns
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_glued_number_in_the_prose_is_glued_by_a_cell(path):
+    # A number the prose quotes from a cell is pasted from it ({glue:text}`key`), so the two cannot
+    # disagree; a key no cell glues would be a warning, and the build fails on warnings.
+    patterns = _glued_keys(path)
+    cited = {m.split(":")[0] for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown"
+             for m in GLUE_ROLE.findall(c.source)}
+    missing = sorted(k for k in cited if "::" not in k and not any(p.fullmatch(k) for p in patterns))
+    assert not missing, f"{path.name}: the prose pastes {missing}, which no code cell glues"
+
+
+def test_glue_check_reads_literal_and_formatted_keys(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        'glue("a_key", 1.0, display=False)\nfor m in ms:\n    glue(f"b_{m}_x", 2, display=False)')])
+    path = tmp_path / "x.ipynb"
+    nbformat.write(nb, path)
+    patterns = _glued_keys(path)
+    assert any(p.fullmatch("a_key") for p in patterns) and any(p.fullmatch("b_pesq_x") for p in patterns)
+    assert not any(p.fullmatch("c_key") for p in patterns)
+    assert GLUE_ROLE.findall("gain {glue:text}`a_key:.2f` and {glue}`b`") == ["a_key:.2f", "b"]
+
+
 # --- build the book and open it in Chromium --------------------------------------------------
 
 skip_book = pytest.mark.skipif(os.environ.get("DCU_SKIP_BOOK") == "1",
