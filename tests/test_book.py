@@ -244,6 +244,26 @@ def test_glue_check_reads_literal_and_formatted_keys(tmp_path):
     assert GLUE_ROLE.findall("gain {glue:text}`a_key:.2f` and {glue}`b`") == ["a_key:.2f", "b"]
 
 
+WIDGET_CHAPTERS = ("02", "03", "04", "05", "06", "07", "08")
+AUDIO_CHAPTERS = ("03", "06", "07")
+
+
+@pytest.mark.parametrize("path", [p for p in CHAPTERS if p.name[:2] in WIDGET_CHAPTERS], ids=lambda p: p.name)
+def test_chapter_has_a_live_widget_with_a_static_state(path):
+    # A widget responds only with a kernel; the built page shows what the same cell printed or
+    # drew for its default state, so every widget cell also displays something outside it.
+    cells = [c.source for c in _code_cells(path) if "widgets." in c.source]
+    assert cells, f"{path.name} has no ipywidgets widget"
+    static = [src for src in cells if re.search(r"\b(display|print)\(", src)]
+    assert static, f"{path.name}: no widget cell displays its default state outside the widget"
+
+
+@pytest.mark.parametrize("path", [p for p in CHAPTERS if p.name[:2] in AUDIO_CHAPTERS], ids=lambda p: p.name)
+def test_chapter_has_something_to_listen_to(path):
+    assert any(re.search(r"\baudio(_grid)?\(|\bAudio\(", c.source) for c in _code_cells(path)), (
+        f"{path.name} plays no audio")
+
+
 # --- build the book and open it in Chromium --------------------------------------------------
 
 skip_book = pytest.mark.skipif(os.environ.get("DCU_SKIP_BOOK") == "1",
