@@ -213,7 +213,7 @@ def test_train_help_describes_every_option(capsys):
     # added to TrainConfig without a description fails here.
     from dataclasses import fields
 
-    from dcu.train import FLAT_MODEL_OPTIONS, OPTION_HELP, config_from_args
+    from dcu.training.config import FLAT_MODEL_OPTIONS, OPTION_HELP, config_from_args
 
     options = set(FLAT_MODEL_OPTIONS) | {f.name for f in fields(TrainConfig)} - {"model"}
     assert set(OPTION_HELP) == options, set(OPTION_HELP) ^ options
