@@ -39,6 +39,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 BOOK = ROOT / "book"
 NOTEBOOKS = sorted(BOOK.glob("*.ipynb"))
+CHAPTERS = [p for p in NOTEBOOKS if p.name[:2].isdigit()]  # numbered chapters; appendices are not
 CHROMIUM = os.environ.get("DCU_CHROMIUM", "/usr/bin/chromium")
 
 
@@ -147,7 +148,7 @@ def _exercise_numbers(nb) -> list[int]:
     return [int(n) for n in EXERCISE.findall(cells[0].source.split("## Exercises", 1)[1])]
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
 def test_every_exercise_has_a_hidden_executed_solution(path):
     nb = nbformat.read(path, as_version=4)
     exercises = _exercise_numbers(nb)
@@ -198,6 +199,69 @@ def test_citations_and_bibliography_match():
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     assert config["bibtex_bibfiles"] == ["book/references.bib"]
     assert "{bibliography}" in (BOOK / "references.md").read_text()
+
+
+GLUE_ROLE = re.compile(r"\{glue(?::[a-z]+)?\}`([^`]+)`")
+
+
+def _glued_keys(path: Path) -> list[re.Pattern]:
+    """Patterns of the keys a notebook's code cells ``glue``: a literal key exactly, an f-string
+    key with each formatted part standing for any text."""
+    import ast
+
+    patterns = []
+    for cell in _code_cells(path):
+        for node in ast.walk(ast.parse(cell.source)):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "glue" and node.args:
+                key = node.args[0]
+                if isinstance(key, ast.Constant):
+                    patterns.append(re.compile(re.escape(key.value)))
+                elif isinstance(key, ast.JoinedStr):
+                    patterns.append(re.compile("".join(
+                        re.escape(v.value) if isinstance(v, ast.Constant) else ".+" for v in key.values)))
+    return patterns
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_glued_number_in_the_prose_is_glued_by_a_cell(path):
+    # A number the prose quotes from a cell is pasted from it ({glue:text}`key`), so the two cannot
+    # disagree; a key no cell glues would be a warning, and the build fails on warnings.
+    patterns = _glued_keys(path)
+    cited = {m.split(":")[0] for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown"
+             for m in GLUE_ROLE.findall(c.source)}
+    missing = sorted(k for k in cited if "::" not in k and not any(p.fullmatch(k) for p in patterns))
+    assert not missing, f"{path.name}: the prose pastes {missing}, which no code cell glues"
+
+
+def test_glue_check_reads_literal_and_formatted_keys(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        'glue("a_key", 1.0, display=False)\nfor m in ms:\n    glue(f"b_{m}_x", 2, display=False)')])
+    path = tmp_path / "x.ipynb"
+    nbformat.write(nb, path)
+    patterns = _glued_keys(path)
+    assert any(p.fullmatch("a_key") for p in patterns) and any(p.fullmatch("b_pesq_x") for p in patterns)
+    assert not any(p.fullmatch("c_key") for p in patterns)
+    assert GLUE_ROLE.findall("gain {glue:text}`a_key:.2f` and {glue}`b`") == ["a_key:.2f", "b"]
+
+
+WIDGET_CHAPTERS = ("02", "03", "04", "05", "06", "07", "08")
+AUDIO_CHAPTERS = ("03", "06", "07")
+
+
+@pytest.mark.parametrize("path", [p for p in CHAPTERS if p.name[:2] in WIDGET_CHAPTERS], ids=lambda p: p.name)
+def test_chapter_has_a_live_widget_with_a_static_state(path):
+    # A widget responds only with a kernel; the built page shows what the same cell printed or
+    # drew for its default state, so every widget cell also displays something outside it.
+    cells = [c.source for c in _code_cells(path) if "widgets." in c.source]
+    assert cells, f"{path.name} has no ipywidgets widget"
+    static = [src for src in cells if re.search(r"\b(display|print)\(", src)]
+    assert static, f"{path.name}: no widget cell displays its default state outside the widget"
+
+
+@pytest.mark.parametrize("path", [p for p in CHAPTERS if p.name[:2] in AUDIO_CHAPTERS], ids=lambda p: p.name)
+def test_chapter_has_something_to_listen_to(path):
+    assert any(re.search(r"\baudio(_grid)?\(|\bAudio\(", c.source) for c in _code_cells(path)), (
+        f"{path.name} plays no audio")
 
 
 # --- build the book and open it in Chromium --------------------------------------------------

@@ -228,6 +228,25 @@ def test_resume_of_a_file_that_is_not_a_training_checkpoint_is_one_line(tmp_path
         "(damaged, or not written by dcu); re-save or re-train it"]
 
 
+def test_train_help_describes_every_option(capsys):
+    # `dcu train --help` says what each of its options means, with its unit or format: an option
+    # added to TrainConfig without a description fails here.
+    from dataclasses import fields
+
+    from dcu.training.config import FLAT_MODEL_OPTIONS, OPTION_HELP, config_from_args
+
+    options = set(FLAT_MODEL_OPTIONS) | {f.name for f in fields(TrainConfig)} - {"model"}
+    assert set(OPTION_HELP) == options, set(OPTION_HELP) ^ options
+    assert all(len(text.split()) >= 3 for text in OPTION_HELP.values())
+    with pytest.raises(SystemExit) as exit_:
+        config_from_args(["--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert exit_.value.code == 0
+    for name in options:
+        assert f"--{name.replace('_', '-')}" in out
+        assert " ".join(OPTION_HELP[name].split()[:3]) in out, name
+
+
 @pytest.mark.parametrize("option,value", [("--steps", "0"), ("--steps", "-5"),
                                           ("--batch-size", "0"), ("--valid-every", "0"),
                                           ("--lr", "nan"), ("--items-per-file", "0"),

@@ -237,6 +237,64 @@ def _option_type(name: str, conv):
     return parse
 
 
+#: ``dcu train --help``: what every option means, with its unit and format (the default is
+#: appended). One entry per field of :class:`TrainConfig` and per :data:`FLAT_MODEL_OPTIONS`.
+OPTION_HELP = {
+    "arch": "network size, a row of dcu.architectures: DCUnet-10, DCUnet-16, DCUnet-20, "
+            "Large-DCUnet-20, small or tiny",
+    "mask": "mask bounding the network's complex output: BDT (bounded tanh, the paper's), "
+            "BDSS (bounded sigmoid) or UBD (unbounded)",
+    "network": "complex (the paper's) or real (the real-valued twin of the same size)",
+    "batch_norm": "complex (whitening of real and imaginary parts, the paper's) or naive "
+                  "(a real batch norm on each part)",
+    "loss": "training loss: wSDR (weighted SDR, the paper's), SDR or MSE (spectral)",
+    "data": "training data: shipped (data/corpus), voicebank (after `dcu data download "
+            "voicebank`) or a folder holding clean/ and noisy/ subfolders",
+    "segment_seconds": "length of each random training crop, in seconds",
+    "items_per_file": "training items drawn from each file per epoch (an integer)",
+    "remix_prob": "share of items (0 to 1) whose clean crop is remixed with another noise",
+    "remix_snrs": "SNRs in dB of the remixed items, comma-separated (e.g. 0,5,10,15)",
+    "train_pairs": "shipped training pairs: first_400 (what the shipped models first saw) or all",
+    "extra_speech": "clean speech mixed with noise on the fly: p239 (shipped), a folder, or empty "
+                    "for none",
+    "source_weights": "share of items per training source, e.g. pairs=1,p239=1; empty: in "
+                      "proportion to the files",
+    "speed": "speed perturbation: lo,hi factors (e.g. 0.9,1.1); empty: off",
+    "speed_prob": "share of items (0 to 1) speed-perturbed when --speed is set",
+    "gain_db": "random gain in dB applied to noisy and clean together: lo,hi (e.g. -10,6); "
+               "empty: off",
+    "speech_free_prob": "share of items (0 to 1) that are noise only, with a silent target",
+    "valid_sets": "validation splits, comma-separated (e.g. valid,p239_valid)",
+    "select_by": "what picks best.pt: pesq (mean wide-band PESQ) or pesq_stoi "
+                 "(((PESQ - 1) / 3.5 + STOI) / 2)",
+    "batch_size": "training items per step (an integer; split across processes under torchrun)",
+    "steps": "optimiser steps to train for (an integer)",
+    "lr": "peak learning rate of Adam, reached after the warm-up",
+    "min_lr": "learning rate at the end of the cosine decay",
+    "warmup_steps": "steps of linear learning-rate warm-up (an integer)",
+    "weight_decay": "Adam's L2 weight decay (0: none)",
+    "grad_clip": "maximum norm of all gradients together (0: no clipping)",
+    "seed": "random seed of weights, crops, noises and augmentations (an integer)",
+    "valid_every": "validate (and checkpoint) every this many steps (an integer)",
+    "valid_files": "validation files per split (an integer; 0: all of them)",
+    "checkpoint_every": "also write last.pt every this many steps (an integer; 0: only by time "
+                        "and at validation)",
+    "checkpoint_minutes": "write last.pt at least this often, in minutes of wall-clock time",
+    "workers": "data-loading worker processes (an integer; 0: load in the training process)",
+    "device": "auto (cuda if available, else cpu), cpu, cuda or cuda:N",
+    "precision": "the engine's arithmetic: auto (bf16 where the device runs it natively), fp32 "
+                 "or bf16",
+    "max_minutes": "stop (with a checkpoint) after this many minutes of wall-clock time; 0: no "
+                   "limit",
+    "time_budget_minutes": "fit --steps and the learning-rate schedule to this many minutes, "
+                           "measured at step 40; 0: off",
+    "valid_reserve_seconds": "seconds kept for each validation when fitting a time budget",
+    "out": "run folder: log.json, last.pt and best.pt are written there (a path)",
+    "init": "fine-tune: start from this checkpoint's weights (a path, or a shipped name such as "
+            "dcunet20); empty: random weights",
+}
+
+
 def config_from_args(argv: list[str]) -> tuple[TrainConfig, bool]:
     """Build a :class:`TrainConfig` from ``--field value`` options: every field is one, and
     :data:`FLAT_MODEL_OPTIONS` stand for the fields of its ``model``."""
@@ -245,12 +303,14 @@ def config_from_args(argv: list[str]) -> tuple[TrainConfig, bool]:
             [(f.name, getattr(TrainConfig, f.name)) for f in fields(TrainConfig) if f.name != "model"]:
         if isinstance(default, bool):
             p.add_argument(f"--{name.replace('_', '-')}", action=argparse.BooleanOptionalAction,
-                           default=default)
+                           default=default, help=f"{OPTION_HELP.get(name, '')} (default: {default})")
             continue
         conv = type(default) if isinstance(default, (int, float)) else str
         p.add_argument(f"--{name.replace('_', '-')}", type=_option_type(name, conv),
-                       default=default, help=f"default: {default}")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+                       default=default, help=f"{OPTION_HELP.get(name, '')} (default: {default!r})")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run in --out exactly where it stopped (same "
+                        "settings required)")
     args = vars(p.parse_args(argv))
     resume = args.pop("resume")
     return TrainConfig(**args), resume
