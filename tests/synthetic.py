@@ -5,6 +5,7 @@ import math
 import torch
 
 from dcu import DCUnet
+from dcu.architectures import Architecture
 
 
 def make(arch="tiny", seed=0, **kwargs):
@@ -32,3 +33,13 @@ def randomise_norms(model, seed=1):
     with torch.no_grad():
         model(speechlike(4000, batch=2, seed=seed).to(next(model.parameters()).dtype))
     return model
+
+
+# DCUnet-20's layer kinds (7x1 and 1x7 stride-1 layers, then (2, 2) and (2, 1) strides) with
+# few channels: the paper-size model is too slow for a double-precision reference on 2 cores.
+MINI20 = Architecture(
+    "mini-20",
+    encoders=((1, 4, (7, 1), (1, 1)), (4, 4, (1, 7), (1, 1)), (4, 8, (7, 5), (2, 2)),
+              (8, 6, (5, 3), (2, 1))),
+    decoders=((6, 8, (5, 3), (2, 1)), (16, 4, (7, 5), (2, 2)), (8, 4, (1, 7), (1, 1)),
+              (8, 1, (7, 1), (1, 1))))

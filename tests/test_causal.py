@@ -13,17 +13,9 @@ import torch
 
 import dcu
 from dcu import engine
-from dcu.architectures import Architecture
 from dcu.losses import wsdr_loss
-from synthetic import make, randomise_norms, speechlike
+from synthetic import MINI20, make, randomise_norms, speechlike
 
-# DCUnet-20's layer kinds (7x1 and 1x7 stride-1 layers, (2, 2) and (2, 1) strides), few channels
-MINI20 = Architecture(
-    "mini-20",
-    encoders=((1, 4, (7, 1), (1, 1)), (4, 4, (1, 7), (1, 1)), (4, 8, (7, 5), (2, 2)),
-              (8, 6, (5, 3), (2, 1))),
-    decoders=((6, 8, (5, 3), (2, 1)), (16, 4, (7, 5), (2, 2)), (8, 4, (1, 7), (1, 1)),
-              (8, 1, (7, 1), (1, 1))))
 
 CASES = [("tiny", {}), ("tiny", {"batch_norm": "naive", "mask": "BDSS"}),
          ("tiny", {"network": "real"}), (MINI20, {}), ("DCUnet-10", {"mask": "UBD"})]

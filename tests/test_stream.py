@@ -14,7 +14,7 @@ import dcu
 from dcu.engine.streaming import FrameConv, FrameConvTranspose, StreamingNetwork
 from dcu.stream import StreamingEnhancer
 from synthetic import make, randomise_norms, speechlike
-from test_causal import MINI20
+from synthetic import MINI20
 
 
 def stream(enhancer, x, seed=0, largest=700):

@@ -8,11 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from dcu import DCUnet
-from dcu.architectures import Architecture
 from dcu.losses import wsdr_loss
 from dcu.masks import MASKS, compute_mask
 from dcu.stft import compute_istft, compute_stft, padded_length
-from synthetic import make, randomise_norms, speechlike
+from synthetic import MINI20, make, randomise_norms, speechlike
 
 
 def leaky(h, slope):
@@ -51,14 +50,6 @@ def reference_forward(model, waveform):
     return compute_istft(mask * spec, length)[..., :n]
 
 
-# DCUnet-20's layer kinds (7x1 and 1x7 stride-1 layers, then (2, 2) and (2, 1) strides) with
-# few channels: the paper-size model is too slow for a double-precision reference on 2 cores.
-MINI20 = Architecture(
-    "mini-20",
-    encoders=((1, 4, (7, 1), (1, 1)), (4, 4, (1, 7), (1, 1)), (4, 8, (7, 5), (2, 2)),
-              (8, 6, (5, 3), (2, 1))),
-    decoders=((6, 8, (5, 3), (2, 1)), (16, 4, (7, 5), (2, 2)), (8, 4, (1, 7), (1, 1)),
-              (8, 1, (7, 1), (1, 1))))
 
 
 @pytest.mark.parametrize("arch,batch_norm,mask,n,train_too", [
