@@ -326,13 +326,20 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
+def default_signals():
+    """The child starts as a program started from a terminal does, whatever ran these tests: under
+    `nohup` or as a background job SIGHUP or SIGINT arrive ignored, and dcu rightly keeps them so."""
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
                          ids=["SIGINT", "SIGTERM", "SIGHUP"])
 def test_a_signal_mid_write_leaves_no_temporary_file_and_exits_128_plus_it(tmp_path, tiny_ckpt, signum):
     src, out, marker = write_wav(tmp_path / "a.wav"), tmp_path / "o", tmp_path / "written"
     p = subprocess.Popen([sys.executable, "-c", SLOW_WRITER, marker, "enhance", src, "--model",
                           tiny_ckpt, "--out", out], env=ENV, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE)
+                         stderr=subprocess.PIPE, preexec_fn=default_signals)
     try:
         deadline = time.time() + TIMEOUT
         while not marker.exists() and p.poll() is None and time.time() < deadline:

@@ -245,6 +245,10 @@ OPTION_HELP = {
     "mask": "mask bounding the network's complex output: BDT (bounded tanh, the paper's), "
             "BDSS (bounded sigmoid) or UBD (unbounded)",
     "network": "complex (the paper's) or real (the real-valued twin of the same size)",
+    "causal": "no look-ahead along time: output frame t sees input frames up to t only, so the "
+              "model can stream (dcu stream); latency one STFT window",
+    "n_fft": "STFT window and FFT length in samples at 16 kHz (1024: 64 ms, the paper's; 512: 32 ms)",
+    "hop_length": "STFT hop in samples (256, the paper's; 128 with --n-fft 512)",
     "batch_norm": "complex (whitening of real and imaginary parts, the paper's) or naive "
                   "(a real batch norm on each part)",
     "loss": "training loss: wSDR (weighted SDR, the paper's), SDR or MSE (spectral)",
@@ -255,8 +259,8 @@ OPTION_HELP = {
     "remix_prob": "share of items (0 to 1) whose clean crop is remixed with another noise",
     "remix_snrs": "SNRs in dB of the remixed items, comma-separated (e.g. 0,5,10,15)",
     "train_pairs": "shipped training pairs: first_400 (what the shipped models first saw) or all",
-    "extra_speech": "clean speech mixed with noise on the fly: p239 (shipped), a folder, or empty "
-                    "for none",
+    "extra_speech": "clean speech mixed with noise on the fly, comma-separated: p239 (shipped), "
+                    "librispeech (after `dcu data download librispeech`), a folder, or empty for none",
     "source_weights": "share of items per training source, e.g. pairs=1,p239=1; empty: in "
                       "proportion to the files",
     "speed": "speed perturbation: lo,hi factors (e.g. 0.9,1.1); empty: off",
@@ -290,6 +294,8 @@ OPTION_HELP = {
                            "measured at step 40; 0: off",
     "valid_reserve_seconds": "seconds kept for each validation when fitting a time budget",
     "out": "run folder: log.json, last.pt and best.pt are written there (a path)",
+    "allow_data_change": "with --resume: go on although the training files differ from those the "
+                         "checkpoint records",
     "init": "fine-tune: start from this checkpoint's weights (a path, or a shipped name such as "
             "dcunet20); empty: random weights",
 }
