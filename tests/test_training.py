@@ -317,6 +317,24 @@ def test_fine_tuning_scores_the_starting_weights_first(tmp_path, small_corpus, m
         {"step": 123, "valid": {"pesq": 2.5}}
 
 
+def test_a_causal_run_starts_from_offline_weights_but_no_other_model_change(tmp_path, small_corpus):
+    """--causal --init OFFLINE copies every weight (same parameters, other padding); a start whose
+    model differs in anything else is refused, naming both configs."""
+    import dcu
+
+    start = DCUnet("tiny")
+    dcu.save(start, tmp_path / "offline.pt")
+    c = cfg(tmp_path, small_corpus, steps=1, lr=1e-12, causal=True, init=str(tmp_path / "offline.pt"))
+    trainer = trainer_mod.Trainer(c, progress=False)
+    assert trainer.model.config.causal and not start.config.causal
+    ref = start.state_dict()
+    assert all(torch.equal(trainer.model.state_dict()[k], ref[k]) for k in ref)
+    dcu.save(DCUnet("tiny", mask="UBD"), tmp_path / "other.pt")
+    with pytest.raises(TrainingError, match="other.pt: its model config .* differs"):
+        trainer_mod.Trainer(cfg(tmp_path, small_corpus, causal=True, out=str(tmp_path / "run2"),
+                                init=str(tmp_path / "other.pt")), progress=False)
+
+
 def test_remix_snrs_option_sets_the_snrs_of_remixed_items(tmp_path, small_corpus):
     from dcu.data import snr_db
     from dcu.training.config import config_from_args, make_datasets

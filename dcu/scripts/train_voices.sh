@@ -21,7 +21,8 @@
 #   bash dcu/scripts/train_voices.sh gpu [RUNS_DIR]   the models at once on one GPU
 # MODELS ("10 16 20"), INIT ("shipped" or "scratch"), STEPS10/16/20, LR, WARMUP, VALID_EVERY,
 # WEIGHTS, SEED and TAG (a suffix of the run folder) override the recipe; CAUSAL=1 trains the
-# causal twin (`--causal`, no look-ahead; with INIT=scratch, the same budget as the offline run).
+# causal twin (`--causal`, no look-ahead; the same recipe and budget as the offline run, from the
+# same start: INIT=shipped starts it from the offline shipped weights, which it shares).
 # Runs: RUNS_DIR/voices{N}{TAG}/ (best.pt, last.pt, log.csv, log.json), logs RUNS_DIR/voices{N}{TAG}.log
 set -eu
 MODE=${1:-cpu}

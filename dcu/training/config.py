@@ -297,7 +297,8 @@ OPTION_HELP = {
     "allow_data_change": "with --resume: go on although the training files differ from those the "
                          "checkpoint records",
     "init": "fine-tune: start from this checkpoint's weights (a path, or a shipped name such as "
-            "dcunet20); empty: random weights",
+            "dcunet20); empty: random weights. A --causal run may start from an offline "
+            "model's weights (same parameters, no look-ahead from the first step)",
 }
 
 

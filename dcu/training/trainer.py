@@ -145,9 +145,12 @@ class Trainer:
         self.previous_stage = None
         if cfg.init and not resume:
             start = load(cfg.init, arch=cfg.model.arch)
-            if start.config_dict() != self.model.config_dict():
-                raise TrainingError(f"{cfg.init}: its model config {start.config_dict()} differs "
-                                    f"from this run's {self.model.config_dict()}")
+            # a causal run may start from offline weights: the two models have the same
+            # parameters and differ only in where the time axis is padded
+            theirs, ours = start.config_dict(), self.model.config_dict()
+            if {**theirs, "causal": None} != {**ours, "causal": None}:
+                raise TrainingError(f"{cfg.init}: its model config {theirs} differs "
+                                    f"from this run's {ours}")
             self.model.load_state_dict(start.state_dict())
             # keep how the starting weights were made: a fine-tuned checkpoint tells its history
             self.previous_stage = {k: start.metadata[k] for k in
