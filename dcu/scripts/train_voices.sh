@@ -8,7 +8,11 @@
 #                                    train-clean-100 speakers (`dcu data download librispeech` first)
 #   --source-weights W               the share of items from each source (WEIGHTS, default equal
 #                                    thirds: pairs=1,p239=1,librispeech=1; "" = each file equally
-#                                    often, i.e. 43 / 35 / 22 %)
+#                                    often, i.e. 43 / 35 / 22 %). Measured from the shipped
+#                                    DCUnet-10 at step 500: thirds 2.148 unseen-voices PESQ,
+#                                    0.885 STOI, per file 2.107, 0.878; VoiceBank validation PESQ
+#                                    2.163 against 2.184; the selection score equal (0.587, 0.588)
+#                                    (logs/experiments/dcunet10_voices{,_perfile}_from_shipped.json)
 #   --remix-prob 0.5 --speed 0.9,1.1 --gain-db=-10,6   the augmentations kept after they were
 #                                    measured one by one (data/checkpoints/README.md)
 #   noise: residuals of the training pairs and the five training noise files, at 0/5/10/15 dB
