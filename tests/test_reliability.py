@@ -515,10 +515,8 @@ def test_two_ablation_workers_finishing_together_keep_both_runs(tmp_path):
 def test_ctrl_c_during_evaluate_with_workers_is_one_line_and_130(tmp_path):
     log = tmp_path / "err.txt"
     with open(log, "wb") as err:
-        # a model, not the instant noisy baseline: all 180 files then take minutes, so a loaded
-        # machine cannot let the run finish between its first file and the Ctrl-C
         p = subprocess.Popen([sys.executable, "-m", "dcu", "evaluate", "--split", "test",
-                              "--model", "dcunet20", "--jobs", "2"], env=ENV,
+                              "--baseline", "noisy", "--jobs", "2"], env=ENV,
                              stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
     try:
         deadline = time.time() + TIMEOUT
