@@ -206,11 +206,17 @@ def evaluate_pairs(pairs, enhance=None, jobs: int = 2, progress: bool = True,
 def _stop(pool) -> None:
     """Cancel what has not started and end the workers without waiting for their files."""
     processes = list((getattr(pool, "_processes", None) or {}).values())
+    manager = getattr(pool, "_executor_manager_thread", None)
     pool.shutdown(wait=False, cancel_futures=True)
     for proc in processes:
         proc.terminate()
     for proc in processes:
         proc.join(timeout=5)
+    # let the pool's manager thread finish closing its wake-up pipe now: left running, it races
+    # the interpreter's exit hook, which writes to that pipe ("OSError: Bad file descriptor",
+    # printed as a traceback after the one-line message)
+    if manager is not None:
+        manager.join(timeout=5)
 
 
 def _jobs(text: str) -> int:
