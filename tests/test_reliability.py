@@ -513,14 +513,25 @@ def test_two_ablation_workers_finishing_together_keep_both_runs(tmp_path):
 
 # ------------------------------------------------------------------ 11. Ctrl-C with workers
 def test_ctrl_c_during_evaluate_with_workers_is_one_line_and_130(tmp_path):
+    # the test split twelve times over (links, under other names): the noisy baseline scores
+    # 180 files in seconds, fast enough to finish before the Ctrl-C lands; 2160 take a minute
+    from dcu.corpus import list_pairs
+
+    for side in ("clean", "noisy"):
+        (tmp_path / side).mkdir()
+    pairs = list_pairs("test")
+    for copy in range(12):
+        for noisy, clean in pairs:
+            (tmp_path / "clean" / f"{copy}_{clean.name}").symlink_to(clean.resolve())
+            (tmp_path / "noisy" / f"{copy}_{noisy.name}").symlink_to(noisy.resolve())
     log = tmp_path / "err.txt"
     with open(log, "wb") as err:
-        p = subprocess.Popen([sys.executable, "-m", "dcu", "evaluate", "--split", "test",
-                              "--baseline", "noisy", "--jobs", "2"], env=ENV,
-                             stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+        p = subprocess.Popen([sys.executable, "-m", "dcu", "evaluate", "--clean", tmp_path / "clean",
+                              "--noisy", tmp_path / "noisy", "--baseline", "noisy", "--jobs", "2"],
+                             env=ENV, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
     try:
         deadline = time.time() + TIMEOUT
-        while not re.search(r"\| [1-9]\d*/180", log.read_text(errors="replace")) and \
+        while not re.search(rf"\| [1-9]\d*/{12 * len(pairs)}", log.read_text(errors="replace")) and \
                 p.poll() is None and time.time() < deadline:
             time.sleep(0.05)
         assert p.poll() is None, log.read_text()
