@@ -107,20 +107,28 @@ def audio_grid(named: dict, sample_rate: int = SAMPLE_RATE, title: str | None = 
 
 
 def plot_log(logs: dict, metrics=("train_loss", "valid_wsdr", "valid_si_sdr", "valid_stoi"),
-             x: str = "step", styles: dict | None = None):
+             x: str = "step", styles: dict | None = None, titles: dict | None = None):
     """Training curves of one or more runs, ``{label: rows}``, one panel per metric.
 
-    ``styles`` maps a label to matplotlib line options (e.g. ``{"color": "C0", "ls": "--"}``) to
-    show groups of runs, such as one colour per network and one line style per seed. With more
-    than four runs the legend goes below the panels instead of over the first one."""
+    ``x`` is a column of the logs (``"step"``, ``"minutes"``...) or ``"cpu_hours"``, the logs'
+    ``cpu_seconds`` in hours: the compute a curve cost, which compares runs made on machines of
+    different load where wall-clock time does not. ``titles`` maps a metric to its panel's title
+    (default: the metric's name). ``styles`` maps a label to matplotlib line options (e.g.
+    ``{"color": "C0", "ls": "--"}``) to show groups of runs, such as one colour per network and
+    one line style per seed. With more than four runs the legend goes below the panels instead
+    of over the first one."""
     import matplotlib.pyplot as plt
 
-    styles = styles or {}
+    styles, titles = styles or {}, titles or {}
     wanted = metrics
     metrics = [m for m in metrics if any(m in r for rows in logs.values() for r in rows)]
     if not metrics:
         raise ValueError(f"plot_log: none of {', '.join(wanted)} is in the logs of "
                          f"{len(logs)} run(s); pass metrics= that the logs record")
+    if x == "cpu_hours":
+        column, scale, xlabel = "cpu_seconds", 1 / 3600, "CPU hours"
+    else:
+        column, scale, xlabel = x, 1, x
     # two panels a row, so four curves fit the book's text column with legible labels
     ncols = min(2, len(metrics))
     nrows = -(-len(metrics) // ncols)
@@ -131,11 +139,12 @@ def plot_log(logs: dict, metrics=("train_loss", "valid_wsdr", "valid_si_sdr", "v
         ax.axis("off")
     for ax, metric in zip(axes.flat, metrics):
         for label, rows in logs.items():
-            pts = [(r[x], r[metric]) for r in rows if metric in r and np.isfinite(r[metric])]
+            pts = [(r[column] * scale, r[metric]) for r in rows
+                   if metric in r and column in r and np.isfinite(r[metric])]
             if pts:
                 ax.plot(*zip(*pts), **{"marker": "o", "ms": 3, **styles.get(label, {})}, label=label)
-        ax.set_xlabel(x)
-        ax.set_title(metric.replace("_", " "))
+        ax.set_xlabel(xlabel)
+        ax.set_title(titles.get(metric, metric.replace("_", " ")))
         ax.grid(alpha=0.3)
     if below:
         handles, labels = axes[0][0].get_legend_handles_labels()
@@ -143,6 +152,13 @@ def plot_log(logs: dict, metrics=("train_loss", "valid_wsdr", "valid_si_sdr", "v
     else:
         axes[0][0].legend(fontsize=8)
     return fig
+
+
+# the panels of a many-voices run (dcu/scripts/train_voices.sh): what it is selected by, and why
+VOICES_PANELS = {"valid_voices_valid_pesq": "unseen voices: PESQ",
+                 "valid_voices_valid_stoi": "unseen voices: STOI",
+                 "valid_valid_pesq": "VoiceBank validation: PESQ",
+                 "valid_score": "selection score (three sets)"}
 
 
 def plot_differences(diffs: dict, metrics=("pesq", "stoi", "si_sdr"), title: str = ""):

@@ -115,3 +115,18 @@ def test_plot_log_says_which_metrics_it_could_not_find():
         plot_log({}, metrics=("valid_pesq",))
     with pytest.raises(ValueError, match="valid_pesq, valid_stoi.*1 run"):
         plot_log({"a": [{"step": 1, "train_loss": 0.5}]}, metrics=("valid_pesq", "valid_stoi"))
+
+
+def test_plot_log_on_cpu_hours_with_titles():
+    from dcu.plots import VOICES_PANELS
+
+    rows = [{"step": s, "cpu_seconds": 1800.0 * s / 250, "valid_voices_valid_pesq": 2.0 + s / 1e4,
+             "valid_score": 0.5} for s in (0, 250, 500)]
+    fig = plot_log({"run": rows, "no cpu column": [{"step": 0, "valid_score": 0.4}]},
+                   metrics=tuple(VOICES_PANELS), x="cpu_hours", titles=VOICES_PANELS)
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["unseen voices: PESQ", "selection score (three sets)"]
+    line = fig.axes[0].lines[0]
+    np.testing.assert_allclose(line.get_xdata(), [0.0, 0.5, 1.0])  # 1800 s a 250 steps = half an hour
+    np.testing.assert_allclose(line.get_ydata(), [2.0, 2.025, 2.05])
+    assert fig.axes[0].get_xlabel() == "CPU hours"
+    assert len(fig.axes[1].lines) == 1  # a log without cpu_seconds has no point on that axis
