@@ -16,6 +16,8 @@
 #   --remix-prob 0.5 --speed 0.9,1.1 --gain-db=-10,6   the augmentations kept after they were
 #                                    measured one by one (data/checkpoints/README.md)
 #   noise: residuals of the training pairs and the five training noise files, at 0/5/10/15 dB
+#                                    (SNRS, --remix-snrs; the unseen-voices splits are mixed at
+#                                    2.5-17.5 dB)
 # Validation: --valid-sets valid,p239_valid,voices_valid --select-by pesq_stoi: best.pt by
 #   ((PESQ-1)/3.5 + STOI)/2 over the three sets, each counted once; voices_valid is 3 LibriSpeech
 #   test-other speakers no run trains on, mixed with noise no run trains on.
@@ -24,7 +26,7 @@
 #   bash dcu/scripts/train_voices.sh cpu [RUNS_DIR]   one thread per process, niced
 #   bash dcu/scripts/train_voices.sh gpu [RUNS_DIR]   the models at once on one GPU
 # MODELS ("10 16 20"), INIT ("shipped" or "scratch"), STEPS10/16/20, LR, WARMUP, VALID_EVERY,
-# WEIGHTS, SEED and TAG (a suffix of the run folder) override the recipe; CAUSAL=1 trains the
+# WEIGHTS, SNRS, SEED and TAG (a suffix of the run folder) override the recipe; CAUSAL=1 trains the
 # causal twin (`--causal`, no look-ahead; the same recipe and budget as the offline run, from the
 # same start: INIT=shipped starts it from the offline shipped weights, which it shares).
 # Runs: RUNS_DIR/voices{N}{TAG}/ (best.pt, last.pt, log.csv, log.json), logs RUNS_DIR/voices{N}{TAG}.log
@@ -48,6 +50,7 @@ fi
 ARCH=()
 [ "${CAUSAL:-0}" = 1 ] && ARCH=(--causal)
 DATA=(--train-pairs all --extra-speech p239,librispeech "--source-weights=$WEIGHTS" --remix-prob 0.5
+      "--remix-snrs=${SNRS:-0,5,10,15}"
       --speed 0.9,1.1 --speed-prob 0.5 "--gain-db=-10,6" --valid-sets valid,p239_valid,voices_valid
       --select-by pesq_stoi --precision auto --seed "${SEED:-0}")
 
