@@ -218,7 +218,7 @@ def run_grid(out, runs_dir, settings: GridSettings, runs: list[AblationRun] | No
                   "runs": []}
         with locked(out.with_name(f".{out.name}.lock")):  # another worker may have begun it
             if not out.exists():
-                write_json(out, result)
+                write_json(out, result, indent=None)
     for run in runs:
         lock = runs_dir / run.folder / "running.lock"
         if run.name in _recorded(out) or not claim(lock):
@@ -267,7 +267,7 @@ def add_run(out, record: dict) -> None:
     with locked(out.with_name(f".{out.name}.lock")):
         result = json.loads(out.read_text())
         result["runs"] = [*(r for r in result["runs"] if r["name"] != record["name"]), record]
-        write_json(out, result)
+        write_json(out, result, indent=None)
 
 
 def ablation_cli(argv: list[str]) -> int:

@@ -65,3 +65,22 @@ def test_the_data_root_is_the_repository_data_folder_or_dcu_data(monkeypatch, tm
     from dcu.data import corpus_dir
     from dcu.store.checkpoint import checkpoint_dir
     assert corpus_dir() == tmp_path and checkpoint_dir() == tmp_path / "checkpoints"
+
+
+def test_write_json_compact_or_indented_round_trips_and_keeps_the_old_file_on_failure(tmp_path):
+    import json
+
+    import pytest
+
+    from dcu.base.atomic import write_json
+
+    data = {"a": [1.5, float("nan"), None], "b": {"c": "d"}}
+    compact, indented = write_json(tmp_path / "c.json", data, indent=None), write_json(tmp_path / "i.json", data)
+    assert compact.read_text() == '{"a":[1.5,NaN,null],"b":{"c":"d"}}\n'
+    assert "\n " in indented.read_text()
+    for path in (compact, indented):
+        again = json.loads(path.read_text())
+        assert again["b"] == data["b"] and again["a"][0] == 1.5 and again["a"][1] != again["a"][1]
+    with pytest.raises(TypeError):  # not serialisable: the file there stays as it was
+        write_json(compact, {"x": object()}, indent=None)
+    assert compact.read_text().startswith('{"a":') and sorted(p.name for p in tmp_path.iterdir()) == ["c.json", "i.json"]

@@ -26,6 +26,21 @@ def read_csv(split):
 
 
 # --------------------------------------------------------------------------- shipped corpus
+def test_what_data_ships_stays_within_100_mb():
+    """The repository's data/ (corpus, checkpoints, results) is at most 100 MB: what git tracks
+    there, or every file when there is no git (e.g. an unpacked release)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    listed = subprocess.run(["git", "ls-files", "-z", "data"], cwd=root, capture_output=True)
+    if listed.returncode == 0 and listed.stdout:
+        files = [root / name for name in listed.stdout.decode().split("\0") if name]
+    else:
+        files = [f for f in (root / "data").rglob("*") if f.is_file()]
+    total = sum(f.stat().st_size for f in files if f.exists())
+    assert len(files) > 1000 and total <= 100_000_000, f"data/ holds {total:,} bytes in {len(files)} files"
+
+
 def test_splits_match_committed_lists_and_are_disjoint():
     names = {}
     for split in SPLITS:

@@ -125,13 +125,15 @@ def _claim_name(tmp: Path, path: Path) -> None:
     tmp.unlink()
 
 
-def write_json(path, data, indent: int = 1, overwrite: bool = True) -> Path:
+def write_json(path, data, indent: int | None = 1, overwrite: bool = True) -> Path:
     """``data`` as JSON in ``path``, through :func:`atomic_write` (``overwrite=False``: a new
-    file only, ``FileExistsError`` otherwise)."""
+    file only, ``FileExistsError`` otherwise). ``indent=None`` writes it compactly, on one line
+    without spaces: for files that code reads, such as the per-file results shipped in ``data/``."""
     import json
 
-    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=indent) + "\n"),
-                        overwrite)
+    separators = (",", ":") if indent is None else None
+    text = json.dumps(data, indent=indent, separators=separators) + "\n"
+    return atomic_write(path, lambda tmp: tmp.write_text(text), overwrite)
 
 
 #: The run locks this process holds (:func:`claim`), by resolved path.

@@ -79,7 +79,7 @@ def main(argv=None) -> int:
         name = model.config.arch
         print(f"{name} ({source})", flush=True)
         doc["models"][name] = measure(model, audio, gains)
-        write_json(args.out, doc)
+        write_json(args.out, doc, indent=None)
     for name, m in doc["models"].items():
         print(name + ": " + ", ".join(f"{g:+d} dB {np.mean([r['si_sdr'] for r in m['window'][str(g)]]):.2f}"
                                       f" / {np.mean([r['si_sdr'] for r in m['none'][str(g)]]):.2f}"

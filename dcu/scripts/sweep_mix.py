@@ -66,7 +66,7 @@ def main(argv=None) -> int:
                                 "end": args.end, "tensor_sha256": sums,
                                 "precision": args.precision, **r,
                                 "seconds": round(time.time() - t, 1)})
-            write_json(args.out, doc)
+            write_json(args.out, doc, indent=None)
     for r in sorted(doc["rows"], key=lambda r: (r["label"], r["alpha"])):
         if r["label"] == args.label:
             print(f"{r['label']} alpha {r['alpha']:.2f}: score {r['score']:.4f}")

@@ -103,7 +103,7 @@ def main(argv=None) -> int:
         "versions": _versions(),
         "files": rows,
     }
-    write_json(args.out / "noisy_724.json", doc, indent=1)
+    write_json(args.out / "noisy_724.json", doc, indent=None)
     atomic_write(args.out / "README.md", lambda tmp: tmp.write_text(_readme(doc)))
     print(_readme(doc))
     return 0 if all(doc["within"].values()) else 1
