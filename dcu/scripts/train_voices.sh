@@ -17,7 +17,15 @@
 #                                    measured one by one (data/checkpoints/README.md)
 #   noise: residuals of the training pairs and the five training noise files, at 0/5/10/15 dB
 #                                    (SNRS, --remix-snrs; the unseen-voices splits are mixed at
-#                                    2.5-17.5 dB)
+#                                    2.5-17.5 dB). Measured from the shipped DCUnet-10, same seed
+#                                    and schedule, at steps 250 / 500 / 750: 0,5,...,25 dB against
+#                                    the paper's 0-15 dB, unseen-voices PESQ 2.139 / 2.167 / 2.135
+#                                    against 2.135 / 2.148 / 2.120, VoiceBank validation PESQ
+#                                    2.265 / 2.200 / 2.147 against 2.226 / 2.163 / 2.139, p239
+#                                    1.519 / 1.496 / 1.544 against 1.542 / 1.503 / 1.542, score
+#                                    +0.0015 to +0.0017: small next to the 0.03 PESQ that one
+#                                    run moves between validations, so the default stays 0-15
+#                                    (logs/experiments/dcunet10_voices{,_snr0-25}_from_shipped.json)
 # Validation: --valid-sets valid,p239_valid,voices_valid --select-by pesq_stoi: best.pt by
 #   ((PESQ-1)/3.5 + STOI)/2 over the three sets, each counted once; voices_valid is 3 LibriSpeech
 #   test-other speakers no run trains on, mixed with noise no run trains on.
