@@ -103,6 +103,7 @@ def test_voices_cpu_trains_on_many_voices_and_selects_by_unseen_voices(tmp_path)
             ("DCUnet-20", 2000, "dcunet20", 1e-4)]
     for (c, resume), n in zip(configs, (10, 16, 20)):
         assert not resume and not c.model.causal and c.out == str(runs / f"voices{n}")
+        assert (c.model.n_fft, c.model.hop_length) == (1024, 256)  # the paper's STFT
         assert (c.extra_speech, c.source_weights) == ("p239,librispeech", "pairs=1,p239=1,librispeech=1")
         assert (c.valid_sets, c.select_by) == ("valid,p239_valid,voices_valid", "pesq_stoi")
         assert (c.speed, c.gain_db, c.speech_free_prob, c.remix_prob) == ("0.9,1.1", "-10,6", 0.0, 0.5)
@@ -114,9 +115,11 @@ def test_voices_scratch_causal_twin_and_resume(tmp_path):
     (runs / "voices10_causal").mkdir(parents=True)
     (runs / "voices10_causal" / "last.pt").write_bytes(b"")
     done, calls = run_driver(tmp_path, ["cpu", str(runs)], script=VOICES, MODELS="10", INIT="scratch",
-                             CAUSAL="1", TAG="_causal", WEIGHTS="", STEPS10="40", SNRS="0,5,10,15,20,25")
+                             CAUSAL="1", TAG="_causal", WEIGHTS="", STEPS10="40", SNRS="0,5,10,15,20,25",
+                             NFFT="512")
     assert done.returncode == 0, done.stderr
     [(c, resume)] = train_calls(calls)
     assert resume and c.model.causal and c.init == "" and c.lr == 1e-3 and c.steps == 40
     assert c.source_weights == "" and c.out == str(runs / "voices10_causal")
     assert c.remix_snrs == "0,5,10,15,20,25"
+    assert (c.model.n_fft, c.model.hop_length) == (512, 128)  # the 32 ms model

@@ -318,8 +318,9 @@ def test_fine_tuning_scores_the_starting_weights_first(tmp_path, small_corpus, m
 
 
 def test_a_causal_run_starts_from_offline_weights_but_no_other_model_change(tmp_path, small_corpus):
-    """--causal --init OFFLINE copies every weight (same parameters, other padding); a start whose
-    model differs in anything else is refused, naming both configs."""
+    """--causal --init OFFLINE copies every weight (same parameters, other padding), as does a
+    start made for other STFT settings; a start whose model differs in anything else is refused,
+    naming both configs."""
     import dcu
 
     start = DCUnet("tiny")
@@ -328,6 +329,12 @@ def test_a_causal_run_starts_from_offline_weights_but_no_other_model_change(tmp_
     trainer = trainer_mod.Trainer(c, progress=False)
     assert trainer.model.config.causal and not start.config.causal
     ref = start.state_dict()
+    assert all(torch.equal(trainer.model.state_dict()[k], ref[k]) for k in ref)
+    # the 32 ms model (512/128) from weights trained at the paper's 1024/256
+    c = cfg(tmp_path, small_corpus, steps=1, causal=True, n_fft=512, hop_length=128,
+            init=str(tmp_path / "offline.pt"), out=str(tmp_path / "run32"))
+    trainer = trainer_mod.Trainer(c, progress=False)
+    assert (trainer.model.config.n_fft, trainer.model.config.hop_length) == (512, 128)
     assert all(torch.equal(trainer.model.state_dict()[k], ref[k]) for k in ref)
     dcu.save(DCUnet("tiny", mask="UBD"), tmp_path / "other.pt")
     with pytest.raises(TrainingError, match="other.pt: its model config .* differs"):

@@ -36,7 +36,9 @@
 # MODELS ("10 16 20"), INIT ("shipped" or "scratch"), STEPS10/16/20, LR, WARMUP, VALID_EVERY,
 # WEIGHTS, SNRS, SEED and TAG (a suffix of the run folder) override the recipe; CAUSAL=1 trains the
 # causal twin (`--causal`, no look-ahead; the same recipe and budget as the offline run, from the
-# same start: INIT=shipped starts it from the offline shipped weights, which it shares).
+# same start: INIT=shipped starts it from the offline shipped weights, which it shares); NFFT=512
+# trains the 32 ms model (`--n-fft 512 --hop-length 128`, the hop a quarter of the window as in
+# the paper; INIT=shipped starts it from the 1024/256 weights, whose parameters it shares).
 # Runs: RUNS_DIR/voices{N}{TAG}/ (best.pt, last.pt, log.csv, log.json), logs RUNS_DIR/voices{N}{TAG}.log
 set -eu
 MODE=${1:-cpu}
@@ -57,6 +59,7 @@ else
 fi
 ARCH=()
 [ "${CAUSAL:-0}" = 1 ] && ARCH=(--causal)
+[ -n "${NFFT:-}" ] && ARCH+=(--n-fft "$NFFT" --hop-length $((NFFT / 4)))
 DATA=(--train-pairs all --extra-speech p239,librispeech "--source-weights=$WEIGHTS" --remix-prob 0.5
       "--remix-snrs=${SNRS:-0,5,10,15}"
       --speed 0.9,1.1 --speed-prob 0.5 "--gain-db=-10,6" --valid-sets valid,p239_valid,voices_valid

@@ -145,10 +145,12 @@ class Trainer:
         self.previous_stage = None
         if cfg.init and not resume:
             start = load(cfg.init, arch=cfg.model.arch)
-            # a causal run may start from offline weights: the two models have the same
-            # parameters and differ only in where the time axis is padded
+            # a causal run may start from offline weights, and a 512/128 model from 1024/256
+            # weights: the models have the same parameters (no layer's shape depends on the
+            # number of frequency bins) and differ only in padding or in the STFT around them
+            free = {"causal": None, "n_fft": None, "hop_length": None}
             theirs, ours = start.config_dict(), self.model.config_dict()
-            if {**theirs, "causal": None} != {**ours, "causal": None}:
+            if {**theirs, **free} != {**ours, **free}:
                 raise TrainingError(f"{cfg.init}: its model config {theirs} differs "
                                     f"from this run's {ours}")
             self.model.load_state_dict(start.state_dict())
