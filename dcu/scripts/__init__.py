@@ -19,6 +19,9 @@ Run them from the repository root:
 - ``python -m dcu.scripts.sweep_mix --label L --start OLD.pt --end NEW.pt``: weight mixes of a
   fine-tune with its starting weights, scored on the validation sets
   (``data/results/weight_mix.json``);
+- ``python -m dcu.scripts.listening --out DIR --model LABEL=PATH ... --clip SET:INDEX[:START-END]``:
+  what checkpoints that do not ship make of shipped excerpts, as audio for the book
+  (``data/results/audio/causal``, chapter 10);
 - ``bash dcu/scripts/train_gpu.sh BUDGET_MINUTES``, ``bash dcu/scripts/finetune_cpu.sh``,
   ``bash dcu/scripts/train_general.sh cpu|gpu``, ``bash dcu/scripts/train_voices.sh``: the
   training drivers of the shipped checkpoints, of the generalizing fine-tune
