@@ -49,7 +49,7 @@ def test_writes_each_models_output_on_each_excerpt_with_a_manifest(tmp_path, che
     assert (out / "demo_conversation_cau.flac").exists()
 
 
-def test_refuses_to_replace_anything_and_bad_specs(tmp_path, checkpoints, capsys):
+def test_refuses_to_replace_anything_and_bad_specs(tmp_path, checkpoints):
     out = tmp_path / "heard"
     model = ["--model", f"off={checkpoints['offline']}"]
     listening.main(["--out", str(out), *model, "--clip", "test:0:0-0.5"])

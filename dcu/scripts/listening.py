@@ -67,8 +67,9 @@ def main(argv=None) -> int:
             raise SystemExit(f"--model {spec!r}: expected LABEL=CHECKPOINT with a plain LABEL "
                              "(letters, digits, _), e.g. causal10=runs/voices10_causal/best.pt")
         models[label] = (path, load(path))
+    runnable = {label: optimize(model, "fp32") for label, (_, model) in models.items()}
     data = corpus_dir()
-    clips = []  # (set, name, noisy path, first sample, last sample)
+    clips = []  # (set, noisy path, first sample, last sample, excerpt, {label: output path})
     for spec in args.clip:
         set_name, index, start, end = parse_clip(spec)
         pairs = eval_pairs(set_name)
@@ -76,29 +77,27 @@ def main(argv=None) -> int:
             raise SystemExit(f"--clip {spec!r}: {set_name} has {len(pairs)} pairs (index 0 to "
                              f"{len(pairs) - 1})")
         name, _, noisy_path = pairs[index]
-        n = len(load_audio(noisy_path))
+        noisy = load_audio(noisy_path)
         first = 0 if start is None else round(start * SAMPLE_RATE)
-        last = n if end is None else min(n, round(end * SAMPLE_RATE))
+        last = len(noisy) if end is None else min(len(noisy), round(end * SAMPLE_RATE))
         if first >= last:
-            raise SystemExit(f"--clip {spec!r}: {noisy_path.name} is only {n / SAMPLE_RATE:.1f} s long")
-        clips.append((set_name, name, noisy_path, first, last))
-    targets = [args.out / "listening.json"] + [args.out / f"{s}_{name}_{label}.flac"
-                                                for s, name, *_ in clips for label in models]
+            raise SystemExit(f"--clip {spec!r}: {noisy_path.name} is only "
+                             f"{len(noisy) / SAMPLE_RATE:.1f} s long")
+        outputs = {label: args.out / f"{set_name}_{name}_{label}.flac" for label in models}
+        clips.append((set_name, noisy_path, first, last, noisy[first:last], outputs))
+    targets = [args.out / "listening.json"] + [out for *_, outputs in clips for out in outputs.values()]
     if taken := [t for t in targets if t.exists()]:
         raise SystemExit(f"{taken[0]}: already exists; nothing was written (delete {args.out} "
                          "to redo it, or choose another --out)")
     done = []
-    for set_name, name, noisy_path, first, last in clips:
-        excerpt = load_audio(noisy_path)[first:last]
-        outputs = {}
-        for label, (_, model) in models.items():
-            out = args.out / f"{set_name}_{name}_{label}.flac"
-            enhanced = enhance_recording(optimize(model, "fp32"), excerpt, SAMPLE_RATE)
+    for set_name, noisy_path, first, last, excerpt, outputs in clips:
+        for label, out in outputs.items():
+            enhanced = enhance_recording(runnable[label], excerpt, SAMPLE_RATE)
             save_audio(out, np.asarray(enhanced), SAMPLE_RATE)
-            outputs[label] = out.name
             print(f"{out} ({len(excerpt) / SAMPLE_RATE:.1f} s)", flush=True)
         done.append({"set": set_name, "noisy": noisy_path.resolve().relative_to(data.resolve()).as_posix(),
-                     "first_sample": first, "last_sample": last, "outputs": outputs})
+                     "first_sample": first, "last_sample": last,
+                     "outputs": {label: out.name for label, out in outputs.items()}})
     write_json(args.out / "listening.json",
                {"tool": "dcu.scripts.listening", "precision": "fp32", "sample_rate": SAMPLE_RATE,
                 "models": {label: describe(path, m) for label, (path, m) in models.items()},
