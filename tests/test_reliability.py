@@ -355,6 +355,32 @@ def test_a_signal_mid_write_leaves_no_temporary_file_and_exits_128_plus_it(tmp_p
     assert "interrupted" in one_error_line(text(err), "dcu")
 
 
+def test_signals_held_let_the_block_finish_then_raise_the_signal_it_held():
+    """What keeps a training step's update whole (the trainer's save on interruption rests on it):
+    the signal comes mid-block, the block runs to its end, then the usual handler raises."""
+    from dcu.base.guard import signals_held
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGHUP)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # whatever started the tests
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    ran = []
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with signals_held():
+                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGHUP)  # ignored before the block: stays ignored
+                time.sleep(0.05)  # unheld, the handler would have raised by now
+                ran.append("end of block")
+        assert ran == ["end of block"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        with signals_held():  # nothing held, nothing raised
+            ran.append("quiet block")
+        assert ran[-1] == "quiet block"
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+
+
 # ------------------------------------------------------------------ 7. one output, two writers
 BARRIER_WRITER = r"""
 import os, sys, time, soundfile

@@ -71,34 +71,74 @@ def _weights(path):
 
 
 @pytest.mark.slow  # > ~13 s on the 2 shared cores (pytest --durations)
-def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, small_corpus):
-    args = ["--arch", "tiny", "--data", str(small_corpus), "--batch-size", "4", "--steps", "7",
+def _cli_args(corpus, *save_every):
+    """A 7-step ``dcu train`` of the tiny model on ``corpus`` (no validation before the end)."""
+    return ["--arch", "tiny", "--data", str(corpus), "--batch-size", "4", "--steps", "7",
             "--segment-seconds", "1", "--items-per-file", "2", "--valid-every", "1000",
-            "--valid-files", "1", "--warmup-steps", "2", "--checkpoint-every", "1", "--device", "cpu"]
-    straight = subprocess.run([sys.executable, "-m", "dcu", "train", *args, "--out", str(tmp_path / "a")],
-                              capture_output=True, text=True, timeout=600)
+            "--valid-files", "1", "--warmup-steps", "2", *save_every, "--device", "cpu"]
+
+
+def _train_process(args, out, *hook):
+    """``dcu train ARGS --out OUT`` in its own process; with ``hook`` (an action of
+    tests/train_with_hook.py and its step), the same command behind that hook."""
+    runner = [str(HOOKED), *hook] if hook else ["-m", "dcu", "train"]
+    return subprocess.run([sys.executable, *runner, *args, "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+
+
+def _assert_resumed_run_equals_uninterrupted(args, straight_out, stopped_out):
+    straight = _train_process(args, straight_out)
     assert straight.returncode == 0, straight.stderr[-2000:]
-    killed = subprocess.run([sys.executable, str(HOOKED), "kill-at", "3", *args, "--out",
-                             str(tmp_path / "b")], capture_output=True, text=True, timeout=600)
-    assert killed.returncode != 0  # SIGKILLed mid-run
-    assert torch.load(tmp_path / "b" / "last.pt", weights_only=True)["train_state"]["step"] == 3
-    # starting again without --resume must not clobber the run
-    again = subprocess.run([sys.executable, "-m", "dcu", "train", *args, "--out", str(tmp_path / "b")],
-                           capture_output=True, text=True, timeout=600)
-    assert again.returncode == 1 and "--resume" in again.stderr
-    resumed = subprocess.run([sys.executable, "-m", "dcu", "train", *args, "--out", str(tmp_path / "b"),
-                              "--resume"], capture_output=True, text=True, timeout=600)
+    resumed = _train_process([*args, "--resume"], stopped_out)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    a, b = _weights(tmp_path / "a" / "last.pt"), _weights(tmp_path / "b" / "last.pt")
+    a, b = _weights(straight_out / "last.pt"), _weights(stopped_out / "last.pt")
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
     # the log row after the resume averages the whole interval, as the uninterrupted run's does
-    log_a, log_b = (json.loads((tmp_path / r / "log.json").read_text()) for r in "ab")
+    log_a, log_b = (json.loads((out / "log.json").read_text()) for out in (straight_out, stopped_out))
     assert [r["step"] for r in log_a] == [r["step"] for r in log_b] == [7]
     assert log_b[0]["train_loss"] == log_a[0]["train_loss"]
     # no temporary files left behind by the atomic saves
-    assert not [p for p in (tmp_path / "b").iterdir() if p.name.endswith(".tmp")]
+    assert not [p for p in stopped_out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, small_corpus):
+    args = _cli_args(small_corpus, "--checkpoint-every", "1")
+    killed = _train_process(args, tmp_path / "b", "kill-at", "3")
+    assert killed.returncode != 0  # SIGKILLed mid-run
+    assert torch.load(tmp_path / "b" / "last.pt", weights_only=True)["train_state"]["step"] == 3
+    # starting again without --resume must not clobber the run
+    again = _train_process(args, tmp_path / "b")
+    assert again.returncode == 1 and "--resume" in again.stderr
+    _assert_resumed_run_equals_uninterrupted(args, tmp_path / "a", tmp_path / "b")
+
+
+@pytest.mark.parametrize("where, saved_step", [("term-in-loss", 3), ("term-in-update", 4)])
+def test_sigterm_saves_the_last_whole_step_and_the_resume_equals_an_uninterrupted_run(
+        tmp_path, small_corpus, where, saved_step):
+    """No periodic checkpoint is due (every 60 min), so only the save on the way out keeps the
+    steps: a signal in step 4's loss (its batch already drawn) keeps step 3, one in its update
+    lets the update finish and keeps step 4; either way the resume goes on as if never stopped."""
+    args = _cli_args(small_corpus, "--checkpoint-minutes", "60")
+    stopped = _train_process(args, tmp_path / "b", where, "4")
+    assert stopped.returncode == 143, stopped.stderr[-2000:]  # 128 + SIGTERM
+    assert f"interrupted: step {saved_step} saved to" in stopped.stderr
+    assert "dcu: interrupted (SIGTERM)" in stopped.stderr
+    assert torch.load(tmp_path / "b" / "last.pt", weights_only=True)["train_state"]["step"] == saved_step
+    _assert_resumed_run_equals_uninterrupted(args, tmp_path / "a", tmp_path / "b")
+
+
+def test_an_interruption_before_the_first_step_writes_no_checkpoint(tmp_path, small_corpus,
+                                                                       monkeypatch):
+    def stop(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(trainer_mod, "compute_loss", stop)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg(tmp_path, small_corpus), progress=False)
+    assert not (tmp_path / "run" / "last.pt").exists()  # a new run can start in the folder
+    monkeypatch.undo()
+    train(cfg(tmp_path, small_corpus, steps=2), progress=False)
 
 
 def test_resume_refuses_other_settings(tmp_path, small_corpus):

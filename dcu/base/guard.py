@@ -14,8 +14,9 @@ so that each door applies the same one:
 - **Locks** are :mod:`dcu.base.atomic`'s (:func:`~dcu.base.atomic.claim`, :func:`~dcu.base.atomic.locked`).
 - **Signals.** :func:`signals_as_interrupts` turns SIGTERM and SIGHUP into :class:`Interrupted`,
   a :class:`KeyboardInterrupt`, so they unwind exactly as Ctrl-C does (temporary files removed,
-  exit status 128 + the signal); :func:`quiet_worker` is the initializer of worker processes,
-  which leave interruptions to their parent.
+  exit status 128 + the signal); :func:`signals_held` holds them back while a few statements
+  must run whole (a training step's update and its count), and :func:`quiet_worker` is the
+  initializer of worker processes, which leave interruptions to their parent.
 
 It imports nothing from dcu. Book: book/09_your_recordings.ipynb
 """
@@ -29,7 +30,7 @@ import stat
 import threading
 
 __all__ = ["Interrupted", "first_line", "interrupt_status", "open_regular", "quiet_worker", "shown",
-           "sigint_blocked", "signals_as_interrupts", "special_file"]
+           "sigint_blocked", "signals_as_interrupts", "signals_held", "special_file"]
 
 _KINDS = {stat.S_IFIFO: "a named pipe (FIFO)", stat.S_IFCHR: "a character device",
           stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
@@ -149,3 +150,31 @@ def sigint_blocked():
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+
+_HELD = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def signals_held():
+    """Hold back Ctrl-C, SIGTERM and SIGHUP for the block: the statements in it run whole, and
+    a signal that came meanwhile is raised again, to the handler it was meant for, as the block
+    ends. (Handlers are swapped rather than the signals masked: a mask is per thread, and the
+    kernel hands a process's signal to any thread that does not mask it, torch's included.)
+    Outside the main thread it does nothing (signals are the main thread's)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = {s: signal.getsignal(s) for s in _HELD}
+    came = []
+    try:
+        for s in _HELD:
+            if before[s] is not signal.SIG_IGN:  # an ignored signal stays ignored
+                signal.signal(s, lambda signum, frame: came.append(signum))
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        for s in dict.fromkeys(came):
+            signal.raise_signal(s)

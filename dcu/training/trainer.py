@@ -1,7 +1,9 @@
 """A training run: the loop, its checkpoints and resume, the validation schedule and DDP.
 
 :class:`Trainer` holds a run's state (model, optimiser, step, RNG, log, clock) and writes it into
-every checkpoint, so that ``--resume`` continues exactly where a run stopped. A training
+every checkpoint, so that ``--resume`` continues exactly where a run stopped: after a crash,
+from the last periodic ``last.pt``; after Ctrl-C, SIGTERM or SIGHUP, from the last whole step,
+which the run saves on its way out (an update is never cut in half). A training
 checkpoint is :func:`dcu.store.checkpoint.make_payload` (config, weights, metadata with the
 run's ``train_config``, step and validation scores) plus a ``train_state``: optimiser, step,
 epoch, position in the epoch, best score, log, RNG state, the losses since the last log row and
@@ -36,7 +38,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from dcu.base.atomic import claim, release, write_json
-from dcu.base.guard import shown
+from dcu.base.guard import shown, signals_held
 from dcu.engine import flush_denormals, optimize, resolve_precision, tune_cpu
 from dcu.losses import compute_loss
 from dcu.store.checkpoint import atomic_torch_save, check_fields, load, make_payload, read_checkpoint
@@ -163,6 +165,7 @@ class Trainer:
         elif self.last_path.exists():
             raise TrainingError(f"{self.last_path}: a run already exists here; pass --resume to "
                                 "continue it or choose another --out")
+        self._saved_step = self.step  # what last.pt holds (nothing yet, for a new run: step 0)
         self.net = self.model
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -235,16 +238,22 @@ class Trainer:
         self.net.train()
         batches = self._batches(train_set)
         self._budget_fitted = bool(self.step)
-        while self.step < cfg.steps:
-            self.train_step(*next(batches))
-            self._fit_budget_when_measured()
-            timed_out = bool(cfg.max_minutes) and time.time() - self.start > 60 * cfg.max_minutes
-            self._validate_or_checkpoint(valid_pairs, force_validation=timed_out)
-            if self.on_step is not None:
-                self.on_step(self)
-            if timed_out:
-                break
-        self.bar.close()
+        self._mark_step()
+        try:
+            while self.step < cfg.steps:
+                self.train_step(*next(batches))
+                self._fit_budget_when_measured()
+                timed_out = bool(cfg.max_minutes) and time.time() - self.start > 60 * cfg.max_minutes
+                self._validate_or_checkpoint(valid_pairs, force_validation=timed_out)
+                if self.on_step is not None:
+                    self.on_step(self)
+                if timed_out:
+                    break
+        except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: keep the steps since the last save
+            self._save_interrupted()
+            raise
+        finally:
+            self.bar.close()
         return self.best_path if self.best_path.exists() else self.last_path
 
     def train_step(self, noisy: torch.Tensor, clean: torch.Tensor) -> float:
@@ -269,9 +278,11 @@ class Trainer:
                                 f"was finite); stopped before updating. The last good "
                                 f"checkpoint is {self.last_path}; lower --lr or --grad-clip "
                                 "and resume with --resume")
-        self.opt.step()
-        self.step += 1
-        self.running.append(loss.item())
+        with signals_held():  # an update is applied and counted whole, or not at all
+            self.opt.step()
+            self.step += 1
+            self.running.append(loss.item())
+            self._mark_step()
         self.bar.update(1)
         self.bar.set_postfix(loss=f"{np.mean(self.running[-50:]):.4f}")
         return self.running[-1]
@@ -301,11 +312,13 @@ class Trainer:
         """Validate (which also checkpoints) every ``valid_every`` steps, at the end and when
         forced; otherwise checkpoint every ``checkpoint_every`` steps or ``checkpoint_minutes``."""
         cfg = self.cfg
+        self._at_step = None  # interrupted from here on, the files written so far stand
         if self.step % cfg.valid_every == 0 or self.step >= cfg.steps or force_validation:
             self._validate_and_log(valid_pairs)
         elif (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0) or \
                 time.time() - self._last_save > 60 * cfg.checkpoint_minutes:
             self.save()
+        self._mark_step()
 
     def _validate_and_log(self, valid_pairs) -> None:
         """Validate, append a log row, keep ``best.pt`` and write ``last.pt`` and the log."""
@@ -330,6 +343,30 @@ class Trainer:
                            if "score" in valid else ""))
 
     # -- checkpoints and resume -------------------------------------------------------------
+    def _mark_step(self) -> None:
+        """Remember where the run stands after its last whole step: what a checkpoint of that
+        step holds and the next step changes before its update (the data position, as the next
+        batch is drawn; the RNG state; the batch-norm statistics, which its forward pass moves)."""
+        buffers = [b.detach().clone() for b in self.model.buffers()]
+        self._at_step = (self.step, self.epoch, self.batch_in_epoch, torch.get_rng_state(), buffers)
+
+    def _save_interrupted(self) -> None:
+        """On an interruption between steps or within one (the update itself is never cut,
+        :meth:`train_step`), write ``last.pt`` as of the last whole step, unless it already
+        holds that step; one that lands in a validation or a save leaves the files it wrote."""
+        if self._at_step is None or self.rank != 0:
+            return
+        step, epoch, batch_in_epoch, rng, buffers = self._at_step
+        if step == self._saved_step:
+            return
+        self.epoch, self.batch_in_epoch = epoch, batch_in_epoch  # the batch drawn is not used
+        with torch.no_grad():
+            for b, kept in zip(self.model.buffers(), buffers, strict=True):
+                b.copy_(kept)
+        self.save(rng=rng)
+        tqdm.write(shown(f"interrupted: step {step} saved to {self.last_path}; rerun with "
+                         "--resume to continue"), file=sys.stderr)
+
     def _tick(self) -> dict:
         """Add the time since the last tick to :attr:`clock`; returns it."""
         now = (time.time(), time.process_time())
@@ -338,7 +375,7 @@ class Trainer:
         self._clock_mark = now
         return self.clock
 
-    def _payload(self, valid=None) -> dict:
+    def _payload(self, valid=None, rng=None) -> dict:
         """:func:`dcu.store.checkpoint.make_payload` with the run's metadata and training state."""
         meta = {"train_config": asdict(self.cfg), "step": self.step, "epoch": self.epoch,
                 "valid": valid or (self.history[-1]["valid"] if self.history else {}),
@@ -347,15 +384,18 @@ class Trainer:
             meta["previous_stage"] = self.previous_stage
         train_state = {"optimizer": self.opt.state_dict(), "step": self.step, "epoch": self.epoch,
                        "batch_in_epoch": self.batch_in_epoch, "best": self.best,
-                       "history": self.history, "torch_rng": torch.get_rng_state(),
+                       "history": self.history,
+                       "torch_rng": torch.get_rng_state() if rng is None else rng,
                        "running": [float(v) for v in self.running], "clock": dict(self.clock)}
         if getattr(self, "manifest", None) is not None:
             train_state["data_manifest"] = self.manifest
         return make_payload(self.model, meta, train_state)
 
-    def save(self, path: Path | None = None, valid=None) -> None:
+    def save(self, path: Path | None = None, valid=None, rng=None) -> None:
         if self.rank == 0:
-            atomic_torch_save(self._payload(valid), path or self.last_path)
+            atomic_torch_save(self._payload(valid, rng), path or self.last_path)
+            if path is None or path == self.last_path:
+                self._saved_step = self.step
         self._last_save = time.time()
 
     def _lock_out(self) -> None:
