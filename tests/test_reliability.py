@@ -554,7 +554,8 @@ def test_ctrl_c_during_evaluate_with_workers_is_one_line_and_130(tmp_path):
     with open(log, "wb") as err:
         p = subprocess.Popen([sys.executable, "-m", "dcu", "evaluate", "--clean", tmp_path / "clean",
                               "--noisy", tmp_path / "noisy", "--baseline", "noisy", "--jobs", "2"],
-                             env=ENV, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+                             env=ENV, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
+                             preexec_fn=default_signals)  # as from a terminal, where Ctrl-C is heard
     try:
         deadline = time.time() + TIMEOUT
         while not re.search(rf"\| [1-9]\d*/{12 * len(pairs)}", log.read_text(errors="replace")) and \
