@@ -152,7 +152,6 @@ def sigint_blocked():
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
-
 _HELD = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 

@@ -312,13 +312,15 @@ class Trainer:
         """Validate (which also checkpoints) every ``valid_every`` steps, at the end and when
         forced; otherwise checkpoint every ``checkpoint_every`` steps or ``checkpoint_minutes``."""
         cfg = self.cfg
-        self._at_step = None  # interrupted from here on, the files written so far stand
+        # interrupted in here, the files written so far stand; nothing here moves the run, so the
+        # mark of the step's end holds again after it
+        at_step, self._at_step = self._at_step, None
         if self.step % cfg.valid_every == 0 or self.step >= cfg.steps or force_validation:
             self._validate_and_log(valid_pairs)
         elif (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0) or \
                 time.time() - self._last_save > 60 * cfg.checkpoint_minutes:
             self.save()
-        self._mark_step()
+        self._at_step = at_step
 
     def _validate_and_log(self, valid_pairs) -> None:
         """Validate, append a log row, keep ``best.pt`` and write ``last.pt`` and the log."""
